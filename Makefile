@@ -1,0 +1,48 @@
+# Two commands set everything up on a fresh machine: `make serve` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 5006
+PY312 := $(shell PYENV_VERSION=3.12.1 python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null)
+
+.PHONY: install chromium serve test test-312 lint format check bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Debian's Chromium for the browser tests (never a downloaded browser build).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "install Debian's chromium as root: apt-get install chromium"; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+serve: install
+	$(BIN)/app-server serve examples/demo.py --port $(PORT)
+
+test: install chromium
+	$(BIN)/python -m pytest
+
+# The bokeh 3.10 leg, on Python 3.12 when pyenv provides it.
+test-312:
+	@if [ -z "$(PY312)" ]; then echo "no python3.12 here: skipping the bokeh 3.10 leg"; \
+	else $(MAKE) test PYTHON=$(PY312) VENV=.venv312; fi
+
+lint: install
+	$(BIN)/ruff check app_server tests examples
+	$(BIN)/ruff format --check app_server tests examples
+
+format: install
+	$(BIN)/ruff check --fix app_server tests examples
+	$(BIN)/ruff format app_server tests examples
+
+check: lint
+	$(BIN)/mypy app_server
+
+clean:
+	rm -rf $(VENV) .venv312 .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,135 @@
+"""Scheduling of Bokeh's session callbacks (next tick, timeout, periodic) on asyncio.
+
+Bokeh's ``Document`` creates the callback objects; this module decides when they
+run. Adding a callback is safe from any thread: it is handed to the loop with
+``call_soon_threadsafe``, which keeps each thread's order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
+
+from bokeh.io.doc import patch_curdoc
+from bokeh.server.callbacks import (
+    NextTickCallback,
+    PeriodicCallback,
+    SessionCallback,
+    TimeoutCallback,
+)
+
+__all__ = ["CallbackScheduler", "Invoker", "run_with_curdoc"]
+
+log = logging.getLogger("app_server.callbacks")
+
+Invoker = Callable[[SessionCallback], Awaitable[None]]
+
+
+class CallbackScheduler:
+    """Runs session callbacks through ``invoke`` until they are removed or cancelled."""
+
+    def __init__(self, invoke: Invoker, loop: asyncio.AbstractEventLoop) -> None:
+        self._invoke = invoke
+        self._loop = loop
+        self._thread_id = threading.get_ident()
+        self._handles: dict[SessionCallback, asyncio.Handle | asyncio.Task[None]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def add(self, callback: SessionCallback) -> None:
+        if threading.get_ident() != self._thread_id:
+            self._loop.call_soon_threadsafe(self._add, callback)
+        else:
+            self._add(callback)
+
+    def remove(self, callback: SessionCallback) -> None:
+        if threading.get_ident() != self._thread_id:
+            self._loop.call_soon_threadsafe(self._remove, callback)
+        else:
+            self._remove(callback)
+
+    def close(self) -> None:
+        """Cancel every pending and running callback; nothing runs afterwards."""
+        self._closed = True
+        for handle in self._handles.values():
+            handle.cancel()
+        self._handles.clear()
+        for task in self._running:
+            task.cancel()
+
+    def __len__(self) -> int:
+        return len(self._handles)
+
+    def _add(self, callback: SessionCallback) -> None:
+        if self._closed:
+            return
+        if isinstance(callback, PeriodicCallback):
+            self._handles[callback] = self._loop.create_task(self._periodic(callback))
+        elif isinstance(callback, TimeoutCallback):
+            delay = callback.timeout / 1000
+            self._handles[callback] = self._loop.call_later(delay, self._fire, callback)
+        elif isinstance(callback, NextTickCallback):
+            self._handles[callback] = self._loop.call_soon(self._fire, callback)
+        else:
+            raise TypeError(f"unknown kind of session callback: {callback!r}")
+
+    def _remove(self, callback: SessionCallback) -> None:
+        handle = self._handles.pop(callback, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _fire(self, callback: SessionCallback) -> None:
+        if self._handles.pop(callback, None) is None:
+            return
+        task = self._loop.create_task(self._invoke(callback))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _periodic(self, callback: PeriodicCallback) -> None:
+        period = callback.period / 1000
+        deadline = self._loop.time() + period
+        while True:
+            await asyncio.sleep(max(0.0, deadline - self._loop.time()))
+            await self._invoke(callback)
+            deadline += period
+            now = self._loop.time()
+            if deadline <= now:  # skip the runs we missed, as Tornado does
+                deadline += ((now - deadline) // period + 1) * period
+
+
+class _StepWithCurdoc:
+    """Drives a coroutine so that ``curdoc()`` is the session's document at every step.
+
+    bokeh 3.9 keeps curdoc on a global stack, so it cannot stay set across an
+    ``await``; setting it around each synchronous step is right on both versions.
+    """
+
+    def __init__(self, coro: Any, document: Any) -> None:
+        self._coro = coro
+        self._document = document
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value, error = self._coro, None, None
+        while True:
+            with patch_curdoc(self._document):
+                try:
+                    step = coro.throw(error) if error is not None else coro.send(value)
+                except StopIteration as stop:
+                    return stop.value
+            try:
+                value, error = (yield step), None
+            except BaseException as exc:
+                value, error = None, exc
+
+
+async def run_with_curdoc(result: Any, document: Any) -> Any:
+    """Finish what a callback returned: await it (with curdoc set) if it is awaitable."""
+    if inspect.iscoroutine(result):
+        return await _StepWithCurdoc(result, document)
+    if inspect.isawaitable(result):
+        return await result
+    return result

@@ -1,0 +1,316 @@
+"""The contexts Bokeh apps see: one per application, one per session.
+
+Their API is the one Bokeh documents (``bokeh.server.contexts``): the server
+context schedules app-wide callbacks and lists sessions; the session context
+knows its request, token payload and document lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import logging
+import weakref
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from bokeh.application.application import ServerContext, SessionContext
+from bokeh.document import Document
+from bokeh.server.callbacks import (
+    NextTickCallback,
+    PeriodicCallback,
+    SessionCallback,
+    TimeoutCallback,
+)
+from bokeh.util.serialization import make_id
+from bokeh.util.token import get_token_payload
+
+from .callbacks import CallbackScheduler
+from .exceptions import SessionError
+from .requests import SessionRequest
+from .session import ServerSession
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from bokeh.application import Application
+
+__all__ = ["AppContext", "AppServerContext", "AppSessionContext", "SessionCreationError"]
+
+log = logging.getLogger("app_server.contexts")
+
+
+class SessionCreationError(SessionError):
+    """The app code or ``on_session_created`` failed; the session was not created."""
+
+
+async def _call_hook(hook: Callable[..., Any], *args: Any) -> None:
+    """Call a lifecycle hook and await what it returns (Bokeh drops async hooks' results)."""
+    result = hook(*args)
+    while inspect.isawaitable(result):
+        result = await result
+
+
+class AppServerContext(ServerContext):
+    """``session_context.server_context``: app-wide callbacks and the list of sessions."""
+
+    def __init__(self, app_context: AppContext) -> None:
+        self._app_context = weakref.ref(app_context)
+        self._scheduler: CallbackScheduler | None = None
+        self._callbacks: dict[str, SessionCallback] = {}
+
+    @property
+    def application_context(self) -> AppContext | None:
+        return self._app_context()
+
+    @property
+    def sessions(self) -> list[AppSessionContext]:  # type: ignore[override]
+        context = self._app_context()
+        return [] if context is None else list(context.session_contexts)
+
+    def _schedule(self, callback: SessionCallback) -> str:
+        if self._scheduler is None:
+            self._scheduler = CallbackScheduler(self._invoke, asyncio.get_running_loop())
+        self._callbacks[callback.id] = callback
+        self._scheduler.add(callback)
+        return callback.id
+
+    async def _invoke(self, callback: SessionCallback) -> None:
+        if not isinstance(callback, PeriodicCallback):
+            self._callbacks.pop(callback.id, None)
+        try:
+            await _call_hook(callback.callback)
+        except Exception:
+            context = self._app_context()
+            log.exception("app %s: a server %s raised", context and context.name, type(callback).__name__)
+
+    def _unschedule(self, callback_id: str, kind: type[SessionCallback]) -> None:
+        callback = self._callbacks.get(callback_id)
+        if not isinstance(callback, kind):
+            raise ValueError(
+                f"no {kind.__name__} with id {callback_id!r}: it already ran, was removed, "
+                "or was added with another add_*_callback method"
+            )
+        del self._callbacks[callback_id]
+        if self._scheduler is not None:
+            self._scheduler.remove(callback)
+
+    def add_next_tick_callback(self, callback: Callable[[], Any]) -> str:
+        return self._schedule(NextTickCallback(callback, callback_id=make_id()))
+
+    def add_timeout_callback(self, callback: Callable[[], Any], timeout_milliseconds: int) -> str:
+        return self._schedule(TimeoutCallback(callback, timeout_milliseconds, callback_id=make_id()))
+
+    def add_periodic_callback(self, callback: Callable[[], Any], period_milliseconds: int) -> str:
+        return self._schedule(PeriodicCallback(callback, period_milliseconds, callback_id=make_id()))
+
+    def remove_next_tick_callback(self, callback_id: str) -> None:
+        self._unschedule(callback_id, NextTickCallback)
+
+    def remove_timeout_callback(self, callback_id: str) -> None:
+        self._unschedule(callback_id, TimeoutCallback)
+
+    def remove_periodic_callback(self, callback_id: str) -> None:
+        self._unschedule(callback_id, PeriodicCallback)
+
+    def close(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.close()
+        self._callbacks.clear()
+
+
+class AppSessionContext(SessionContext):
+    """``curdoc().session_context``: what the app knows of its session."""
+
+    def __init__(
+        self,
+        session_id: str,
+        server_context: AppServerContext,
+        document: Document,
+        token: str,
+        request: SessionRequest | None,
+        logout_url: str | None = None,
+    ) -> None:
+        super().__init__(server_context, session_id)
+        self._document = document
+        self._token = token
+        self._request = request
+        self._logout_url = logout_url
+        self._session: ServerSession | None = None
+
+    @property
+    def document(self) -> Document:
+        return self._document
+
+    @property
+    def session(self) -> ServerSession | None:
+        return self._session
+
+    @property
+    def destroyed(self) -> bool:
+        return self._session is not None and self._session.destroyed
+
+    @property
+    def request(self) -> SessionRequest | None:
+        return self._request
+
+    @property
+    def token_payload(self) -> dict[str, Any]:
+        return get_token_payload(self._token)
+
+    @property
+    def logout_url(self) -> str | None:
+        return self._logout_url
+
+    async def with_locked_document(self, func: Callable[[Document], Awaitable[None] | None]) -> Any:
+        if self._session is None:
+            return await _maybe_await(func(self._document))
+        return await self._session.with_document_locked(func, self._document)
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class AppContext:
+    """One served application: its Bokeh ``Application``, sessions and server context."""
+
+    def __init__(
+        self,
+        name: str,
+        application: Application,
+        *,
+        executor: Executor | None = None,
+        logout_url: str | None = None,
+    ) -> None:
+        self.name = name
+        self.application = application
+        self.executor = executor
+        self.logout_url = logout_url
+        self.server_context = AppServerContext(self)
+        self.sessions: dict[str, ServerSession] = {}
+        self._contexts: dict[str, AppSessionContext] = {}
+        self._pending: dict[str, asyncio.Future[ServerSession]] = {}
+
+    def __repr__(self) -> str:
+        return f"<AppContext {self.name} sessions={len(self.sessions)}>"
+
+    @property
+    def session_contexts(self) -> Iterable[AppSessionContext]:
+        return self._contexts.values()
+
+    async def on_server_loaded(self) -> None:
+        for handler in self.application.handlers:
+            try:
+                await _call_hook(handler.on_server_loaded, self.server_context)
+            except Exception:
+                log.exception("app %s: on_server_loaded raised", self.name)
+
+    async def on_server_unloaded(self) -> None:
+        self.server_context.close()
+        for handler in self.application.handlers:
+            try:
+                await _call_hook(handler.on_server_unloaded, self.server_context)
+            except Exception:
+                log.exception("app %s: on_server_unloaded raised", self.name)
+
+    def get_session(self, session_id: str) -> ServerSession:
+        try:
+            return self.sessions[session_id]
+        except KeyError:
+            raise SessionError(f"app {self.name} has no session {session_id!r}") from None
+
+    async def create_session_if_needed(
+        self, session_id: str, token: str, request: SessionRequest | None = None
+    ) -> ServerSession:
+        """The session with this id, created (app code run) if it does not exist yet."""
+        if session_id in self.sessions:
+            return self.sessions[session_id]
+        if session_id in self._pending:
+            return await asyncio.shield(self._pending[session_id])
+        future: asyncio.Future[ServerSession] = asyncio.get_running_loop().create_future()
+        self._pending[session_id] = future
+        try:
+            session = await self._create_session(session_id, token, request)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters get it, nobody else must log it
+            raise
+        else:
+            future.set_result(session)
+            return session
+        finally:
+            del self._pending[session_id]
+
+    async def _create_session(
+        self, session_id: str, token: str, request: SessionRequest | None
+    ) -> ServerSession:
+        document = Document()
+        context = AppSessionContext(
+            session_id, self.server_context, document, token, request, self.logout_url
+        )
+        document._session_context = weakref.ref(context)
+        try:
+            for handler in self.application.handlers:
+                await _call_hook(handler.on_session_created, context)
+            self.application.initialize_document(document)
+        except Exception as exc:
+            log.exception("app %s, session %s: creating the session failed", self.name, session_id)
+            raise SessionCreationError(f"the application {self.name} failed: {exc}") from exc
+        failure = _handler_failure(self.application)
+        if failure:
+            log.error("app %s, session %s: the app code failed: %s", self.name, session_id, failure)
+            raise SessionCreationError(f"the application {self.name} failed: {failure}")
+        session = ServerSession(
+            session_id, document, token, app_name=self.name, executor=self.executor
+        )
+        context._session = session
+        self.sessions[session_id] = session
+        self._contexts[session_id] = context
+        log.debug("app %s: created session %s", self.name, session_id)
+        return session
+
+    async def discard_session(self, session: ServerSession) -> None:
+        """Destroy a session with no connections and run its destroy hooks."""
+        if session.connections:
+            raise SessionError(f"session {session.id} still has connections")
+        async with session.locked():
+            session.destroy()
+        self.sessions.pop(session.id, None)
+        context = self._contexts.pop(session.id, None)
+        if context is None:
+            return
+        for handler in self.application.handlers:
+            try:
+                await _call_hook(handler.on_session_destroyed, context)
+            except Exception:
+                log.exception("app %s, session %s: on_session_destroyed raised", self.name, session.id)
+        log.debug("app %s: discarded session %s", self.name, session.id)
+
+    async def cleanup_sessions(self, unused_lifetime_seconds: float) -> int:
+        """Discard the sessions unused for longer than the lifetime; how many were."""
+        stale = [
+            s
+            for s in self.sessions.values()
+            if not s.connections
+            and not s.expiration_blocked
+            and s.idle_seconds() >= unused_lifetime_seconds
+        ]
+        for session in stale:
+            if not session.connections and not session.destroyed:
+                await self.discard_session(session)
+        return len(stale)
+
+    async def discard_all(self) -> None:
+        for session in list(self.sessions.values()):
+            session.connections.clear()
+            await self.discard_session(session)
+        gc.collect()
+
+
+def _handler_failure(application: Application) -> str | None:
+    for handler in application.handlers:
+        if getattr(handler, "failed", False):
+            return f"{handler.error}\n{handler.error_detail}"
+    return None

@@ -1,0 +1,90 @@
+"""Messages that the server and the client build from Bokeh documents."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from bokeh import __version__ as bokeh_version
+from bokeh.core.serialization import Serialized, Serializer
+
+from .message import (
+    ERROR,
+    OK,
+    PATCH_DOC,
+    PULL_DOC_REPLY,
+    PUSH_DOC,
+    SERVER_INFO_REPLY,
+    Message,
+    make_message,
+)
+
+if TYPE_CHECKING:
+    from bokeh.document import Document
+    from bokeh.document.events import DocumentPatchedEvent
+
+__all__ = [
+    "document_of",
+    "error",
+    "ok",
+    "patch_doc",
+    "patch_of",
+    "pull_doc_reply",
+    "push_doc",
+    "server_info_reply",
+]
+
+SERVER_VERSION = "app_server"
+
+
+def ok(reqid: str) -> Message:
+    return make_message(OK, reqid=reqid)
+
+
+def error(reqid: str, text: str) -> Message:
+    """An ERROR reply; the traceback stays in the server log, never on the wire."""
+    return make_message(ERROR, {"text": text, "traceback": None}, reqid=reqid)
+
+
+def server_info_reply(reqid: str) -> Message:
+    version_info = {"bokeh": bokeh_version, "server": bokeh_version}
+    return make_message(SERVER_INFO_REPLY, {"version_info": version_info}, reqid=reqid)
+
+
+def _doc_message(msgtype: str, document: Document, reqid: str | None = None) -> Message:
+    serialized = document.to_json()
+    return make_message(
+        msgtype, {"doc": serialized.content}, reqid=reqid, buffers=serialized.buffers or ()
+    )
+
+
+def pull_doc_reply(reqid: str, document: Document) -> Message:
+    return _doc_message(PULL_DOC_REPLY, document, reqid)
+
+
+def push_doc(document: Document) -> Message:
+    return _doc_message(PUSH_DOC, document)
+
+
+def patch_doc(events: Sequence[DocumentPatchedEvent], document: Document) -> Message:
+    """One PATCH-DOC for ``events``; models already sent to the peer go as references."""
+    serializer = Serializer(references=document.models.synced_references)
+    content = {"events": serializer.encode(list(events))}
+    document.models.flush_synced(lambda model: not serializer.has_ref(model))
+    return make_message(PATCH_DOC, content, buffers=serializer.buffers)
+
+
+def document_of(message: Message) -> Serialized[Any]:
+    """The serialized document of a PUSH-DOC or PULL-DOC-REPLY, ready for ``Document``."""
+    content = message.content
+    if not isinstance(content, dict) or not isinstance(content.get("doc"), dict):
+        raise ValueError(f"{message.msgtype} needs a 'doc' object in its content")
+    return Serialized(content["doc"], message.buffers)
+
+
+def patch_of(message: Message) -> Serialized[Any]:
+    """The serialized patch of a PATCH-DOC, ready for ``Document.apply_json_patch``."""
+    content = message.content
+    if not isinstance(content, dict) or not isinstance(content.get("events"), list):
+        raise ValueError("PATCH-DOC needs an 'events' list in its content")
+    return Serialized(content, message.buffers)

@@ -1,0 +1,132 @@
+"""Bokeh protocol messages and their encoding into websocket frames.
+
+A message travels as three text frames (header, metadata, content) followed by
+one text frame (buffer header) and one binary frame (payload) per buffer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from bokeh.core.serialization import Buffer
+
+__all__ = [
+    "ACK",
+    "ERROR",
+    "MESSAGE_TYPES",
+    "OK",
+    "PATCH_DOC",
+    "PULL_DOC_REPLY",
+    "PULL_DOC_REQ",
+    "PUSH_DOC",
+    "SERVER_INFO_REPLY",
+    "SERVER_INFO_REQ",
+    "Frame",
+    "Message",
+    "encode",
+    "make_message",
+]
+
+ACK: Final = "ACK"
+OK: Final = "OK"
+ERROR: Final = "ERROR"
+PATCH_DOC: Final = "PATCH-DOC"
+PULL_DOC_REQ: Final = "PULL-DOC-REQ"
+PULL_DOC_REPLY: Final = "PULL-DOC-REPLY"
+PUSH_DOC: Final = "PUSH-DOC"
+SERVER_INFO_REQ: Final = "SERVER-INFO-REQ"
+SERVER_INFO_REPLY: Final = "SERVER-INFO-REPLY"
+
+MESSAGE_TYPES: Final = frozenset(
+    {
+        ACK,
+        OK,
+        ERROR,
+        PATCH_DOC,
+        PULL_DOC_REQ,
+        PULL_DOC_REPLY,
+        PUSH_DOC,
+        SERVER_INFO_REQ,
+        SERVER_INFO_REPLY,
+    }
+)
+
+Frame = str | bytes
+
+_ids = itertools.count()
+
+
+def _next_msgid() -> str:
+    return f"m{next(_ids)}"
+
+
+@dataclass(slots=True)
+class Message:
+    """One protocol message: the three JSON fragments and its binary buffers."""
+
+    header: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    content: Any = field(default_factory=dict)
+    buffers: list[Buffer] = field(default_factory=list)
+
+    @property
+    def msgtype(self) -> str:
+        return str(self.header["msgtype"])
+
+    @property
+    def msgid(self) -> str:
+        return str(self.header["msgid"])
+
+    @property
+    def reqid(self) -> str | None:
+        reqid = self.header.get("reqid")
+        return None if reqid is None else str(reqid)
+
+
+def make_message(
+    msgtype: str,
+    content: Any = None,
+    *,
+    reqid: str | None = None,
+    buffers: Sequence[Buffer] = (),
+    metadata: dict[str, Any] | None = None,
+) -> Message:
+    """Build a message with a fresh msgid; ``num_buffers`` is set from ``buffers``."""
+    header: dict[str, Any] = {"msgid": _next_msgid(), "msgtype": msgtype}
+    if reqid is not None:
+        header["reqid"] = reqid
+    if buffers:
+        header["num_buffers"] = len(buffers)
+    return Message(
+        header=header,
+        metadata={} if metadata is None else metadata,
+        content={} if content is None else content,
+        buffers=list(buffers),
+    )
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Buffer):
+        return obj.ref
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_default)
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON, buffers written as ``{"id": ...}`` references, as BokehJS reads them."""
+    return _encoder.encode(obj)
+
+
+def encode(message: Message) -> list[Frame]:
+    """The frames of ``message``, in the order they must be sent without interleaving."""
+    frames: list[Frame] = [dumps(message.header), dumps(message.metadata), dumps(message.content)]
+    for buffer in message.buffers:
+        frames.append(dumps(buffer.ref))
+        frames.append(buffer.to_bytes())
+    return frames

@@ -1,0 +1,139 @@
+"""The request object app code sees as ``session_context.request`` and in ``process_request``.
+
+Bokeh hands apps a Tornado request; this proxy offers the attributes apps use
+(``arguments``, ``cookies``, ``headers``, ``path``, ``uri``, ``query``, ``host``,
+``remote_ip``, ``protocol``, ``method``) with the same types and spelling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.requests import HTTPConnection
+
+from .settings import Settings
+
+__all__ = ["SessionRequest", "header_name", "request_payload"]
+
+
+def header_name(name: str) -> str:
+    """Spell a header as Tornado does (``x-custom-header`` gives ``X-Custom-Header``)."""
+    return "-".join(part.capitalize() for part in name.split("-"))
+
+
+def _filtered(names: Iterable[str], include: list[str] | None, exclude: list[str] | None) -> set[str]:
+    names = set(names)
+    if include is not None:
+        return names & set(include)
+    return names - set(exclude or ())
+
+
+def query_arguments(query_string: str) -> dict[str, list[bytes]]:
+    parsed = parse_qs(query_string, keep_blank_values=True)
+    return {name: [value.encode() for value in values] for name, values in parsed.items()}
+
+
+def _headers(conn: HTTPConnection) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in conn.scope["headers"]:
+        name = header_name(raw_name.decode("latin-1"))
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return headers
+
+
+def _arguments(conn: HTTPConnection) -> dict[str, list[bytes]]:
+    arguments = query_arguments(conn.scope.get("query_string", b"").decode("latin-1"))
+    for internal in ("bokeh-session-id", "bokeh-token"):
+        arguments.pop(internal, None)
+    return arguments
+
+
+def request_payload(conn: HTTPConnection, settings: Settings) -> dict[str, Any]:
+    """What of a page request travels in the session token, as ``bokeh serve`` puts it there."""
+    headers = _headers(conn)
+    kept_headers = _filtered(headers, settings.include_headers, settings.exclude_headers)
+    kept_cookies = _filtered(conn.cookies, settings.include_cookies, settings.exclude_cookies)
+    cookies = {name: conn.cookies[name] for name in kept_cookies}
+    header_map = {name: headers[name] for name in kept_headers}
+    if cookies and "Cookie" in header_map and "Cookie" not in (settings.include_headers or ()):
+        del header_map["Cookie"]
+    return {"headers": header_map, "cookies": cookies, "arguments": _arguments(conn)}
+
+
+class SessionRequest:
+    """A read-only view of the request that opened a session."""
+
+    def __init__(
+        self,
+        conn: HTTPConnection | None = None,
+        *,
+        arguments: Mapping[str, list[bytes]] | None = None,
+        cookies: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._conn = conn
+        self.arguments: dict[str, list[bytes]] = dict(arguments or {})
+        self.cookies: dict[str, str] = dict(cookies or {})
+        self.headers: dict[str, str] = dict(headers or {})
+        if "Cookie" not in self.headers and self.cookies:
+            self.headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+
+    @classmethod
+    def unfiltered(cls, conn: HTTPConnection) -> SessionRequest:
+        """Everything the request carried (for ``process_request`` hooks)."""
+        return cls(conn, arguments=_arguments(conn), cookies=conn.cookies, headers=_headers(conn))
+
+    @classmethod
+    def from_payload(cls, conn: HTTPConnection | None, payload: Mapping[str, Any]) -> SessionRequest:
+        """The request as recorded in a session token (the same on every worker)."""
+        return cls(
+            conn,
+            arguments=payload.get("arguments"),
+            cookies=payload.get("cookies"),
+            headers=payload.get("headers"),
+        )
+
+    @property
+    def path(self) -> str:
+        return self._conn.url.path if self._conn else ""
+
+    @property
+    def query(self) -> str:
+        return self._conn.url.query if self._conn else ""
+
+    @property
+    def uri(self) -> str:
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+    @property
+    def host(self) -> str:
+        return self._conn.url.netloc if self._conn else ""
+
+    @property
+    def protocol(self) -> str:
+        if self._conn is None:
+            return "http"
+        return "https" if self._conn.url.scheme in ("https", "wss") else "http"
+
+    @property
+    def remote_ip(self) -> str | None:
+        client = self._conn.client if self._conn else None
+        return client.host if client else None
+
+    @property
+    def method(self) -> str:
+        return self._conn.scope.get("method", "GET") if self._conn else "GET"
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"session_context.request has no attribute {name!r}: app_server offers "
+            "arguments, cookies, headers, path, query, uri, host, protocol, remote_ip and "
+            "method (headers and cookies are filtered by --include-headers/--exclude-headers "
+            "and --include-cookies/--exclude-cookies)"
+        )
+
+    def __repr__(self) -> str:
+        return f"<SessionRequest {self.method} {self.uri!r}>"

@@ -1,0 +1,212 @@
+"""A server session: one Document, its lock, its connections and its callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bokeh.document.callbacks import invoke_with_curdoc
+from bokeh.document.locking import UnlockedDocumentProxy
+from bokeh.io.doc import patch_curdoc
+
+from . import protocol
+from .callbacks import CallbackScheduler, run_with_curdoc
+from .compat import release_document
+from .exceptions import DocumentAccessError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from concurrent.futures import Executor
+
+    from bokeh.document import Document
+    from bokeh.document.events import (
+        DocumentPatchedEvent,
+        SessionCallbackAdded,
+        SessionCallbackRemoved,
+    )
+    from bokeh.server.callbacks import SessionCallback
+
+__all__ = ["Peer", "ServerSession"]
+
+log = logging.getLogger("app_server.session")
+
+
+class Peer(Protocol):
+    """What a session needs of a connection: a way to queue encoded frames."""
+
+    synced: bool
+
+    def send(self, frames: list[protocol.Frame]) -> None: ...
+
+
+class ServerSession:
+    """Hosts one instance of an application for any number of connections.
+
+    Every change to the document happens under ``lock`` on the event loop; a change
+    is encoded once and the same frames go to every connection that needs them.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        document: Document,
+        token: str,
+        *,
+        app_name: str = "",
+        executor: Executor | None = None,
+    ) -> None:
+        self.id = session_id
+        self.token = token
+        self.document = document
+        self.app_name = app_name
+        self.lock = asyncio.Lock()
+        self.connections: set[Peer] = set()
+        self.destroyed = False
+        self.last_unsubscribe = time.monotonic()
+        self._executor = executor
+        self._lock_owner: asyncio.Task[Any] | None = None
+        self._patch_source: Peer | None = None
+        self._expiration_blocks = 0
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._callbacks = CallbackScheduler(self._invoke, self._loop)
+        document.callbacks.on_change_dispatch_to(self)
+        for callback in document.session_callbacks:
+            self._callbacks.add(callback)
+
+    def __repr__(self) -> str:
+        return f"<ServerSession {self.app_name}:{self.id}>"
+
+    @property
+    def expiration_blocked(self) -> bool:
+        return self._expiration_blocks > 0
+
+    def idle_seconds(self) -> float:
+        return time.monotonic() - self.last_unsubscribe
+
+    def subscribe(self, peer: Peer) -> None:
+        self.connections.add(peer)
+
+    def unsubscribe(self, peer: Peer) -> None:
+        self.connections.discard(peer)
+        self.last_unsubscribe = time.monotonic()
+
+    @asynccontextmanager
+    async def locked(self) -> AsyncIterator[None]:
+        """Hold the document lock; while held, this task may change the document."""
+        self._expiration_blocks += 1
+        try:
+            async with self.lock:
+                self._lock_owner = asyncio.current_task()
+                try:
+                    yield
+                finally:
+                    self._lock_owner = None
+        finally:
+            self._expiration_blocks -= 1
+
+    async def with_document_locked(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Run ``func(*args)`` (awaited if it is a coroutine) under the lock, curdoc set."""
+        if self.destroyed:
+            log.debug("%r: ignoring locked work on a discarded session", self)
+            return None
+        async with self.locked():
+            with patch_curdoc(self.document):
+                result = func(*args)
+            return await run_with_curdoc(result, self.document)
+
+    # -- callbacks ---------------------------------------------------------------------
+
+    async def _invoke(self, callback: SessionCallback) -> None:
+        if self.destroyed:
+            return
+        func = callback.callback
+        try:
+            if getattr(func, "nolock", False):
+                await self._invoke_unlocked(func)
+            else:
+                await self.with_document_locked(func)
+        except Exception:
+            log.exception("%r: a %s raised", self, type(callback).__name__)
+
+    async def _invoke_unlocked(self, func: Callable[[], Any]) -> None:
+        proxy = UnlockedDocumentProxy(self.document)
+        if asyncio.iscoroutinefunction(func) or asyncio.iscoroutinefunction(
+            getattr(func, "__wrapped__", None)
+        ):
+            await run_with_curdoc(func(), proxy)
+        else:
+            await self._loop.run_in_executor(self._executor, invoke_with_curdoc, proxy, func)
+
+    def _session_callback_added(self, event: SessionCallbackAdded) -> None:
+        self._callbacks.add(event.callback)
+
+    def _session_callback_removed(self, event: SessionCallbackRemoved) -> None:
+        self._callbacks.remove(event.callback)
+
+    # -- outgoing changes --------------------------------------------------------------
+
+    def _document_patched(self, event: DocumentPatchedEvent) -> None:
+        self._check_access(event)
+        frames = protocol.encode(protocol.patch_doc([event], self.document))
+        skip = self._patch_source if event.setter is self else None
+        for peer in self.connections:
+            if peer is not skip and peer.synced:
+                peer.send(frames)
+
+    def _check_access(self, event: DocumentPatchedEvent) -> None:
+        if threading.get_ident() != self._loop_thread:
+            where = f"from thread {threading.current_thread().name!r}"
+        elif self._lock_owner is None or asyncio.current_task() is not self._lock_owner:
+            where = "outside the document lock (in an unlocked callback?)"
+        else:
+            return
+        model, attr = getattr(event, "model", None), getattr(event, "attr", None)
+        what = f"{model}.{attr}" if model is not None else type(event).__name__
+        raise DocumentAccessError(
+            f"{what} was changed {where} in session {self.id}; the change was not sent. "
+            "Change documents only in callbacks that hold the lock: schedule the update "
+            "with doc.add_next_tick_callback(...)."
+        )
+
+    # -- incoming messages -------------------------------------------------------------
+
+    async def pull(self, peer: Peer, message: protocol.Message) -> None:
+        async with self.locked():
+            reply = protocol.pull_doc_reply(message.msgid, self.document)
+            peer.send(protocol.encode(reply))
+            peer.synced = True
+
+    async def push(self, peer: Peer, message: protocol.Message) -> None:
+        doc_json = protocol.document_of(message)
+        async with self.locked():
+            invoke_with_curdoc(self.document, lambda: self.document.replace_with_json(doc_json))
+            peer.synced = True
+            peer.send(protocol.encode(protocol.ok(message.msgid)))
+
+    async def patch(self, peer: Peer, message: protocol.Message) -> None:
+        patch_json = protocol.patch_of(message)
+        async with self.locked():
+            self._patch_source = peer
+            try:
+                invoke_with_curdoc(
+                    self.document, lambda: self.document.apply_json_patch(patch_json, setter=self)
+                )
+            finally:
+                self._patch_source = None
+            peer.send(protocol.encode(protocol.ok(message.msgid)))
+
+    # -- end of life -------------------------------------------------------------------
+
+    def destroy(self) -> None:
+        """Stop every callback and release the document; the session cannot come back."""
+        if self.destroyed:
+            return
+        self.destroyed = True
+        self._callbacks.close()
+        release_document(self.document, self)

@@ -1,0 +1,1 @@
+"""HTTP and websocket endpoints; each module serves one kind of URL."""

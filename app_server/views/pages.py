@@ -1,0 +1,107 @@
+"""The app page, the autoload script, the metadata and the index of apps."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit
+
+from bokeh.core.templates import AUTOLOAD_JS
+from bokeh.embed.bundle import Script, bundle_for_objs_and_resources
+from bokeh.embed.elements import script_for_render_items
+from bokeh.embed.server import server_html_page_for_session
+from bokeh.embed.util import RenderItem
+from bokeh.resources import Resources
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from .sessions import session_for_request
+from .static import versioned
+
+if TYPE_CHECKING:
+    from ..contexts import AppContext
+    from ..server import AppServer
+
+__all__ = ["autoload", "index", "metadata", "page"]
+
+
+def root_url(server: AppServer, request: Request) -> str:
+    """Where this server's URLs start, seen from the browser (ASGI root_path + --prefix)."""
+    return request.scope.get("root_path", "").rstrip("/") + server.settings.prefix + "/"
+
+
+def resources(server: AppServer, request: Request, absolute_url: str | None = None) -> Resources:
+    root = root_url(server, request)
+    if absolute_url:
+        root = urljoin(absolute_url, root)
+    return Resources(mode="server", root_url=root, path_versioner=versioned)
+
+
+async def page(request: Request, *, server: AppServer, context: AppContext) -> Response:
+    session = await session_for_request(server, context, request)
+    document = session.document
+    html = server_html_page_for_session(
+        session,  # type: ignore[arg-type]  (needs .token and .document only)
+        resources=resources(server, request),
+        title=document.title,
+        template=document.template,
+        template_variables=document.template_variables,
+    )
+    return HTMLResponse(html)
+
+
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "*",
+    "Access-Control-Allow-Credentials": "true",
+}
+
+
+def _cors_headers(request: Request) -> dict[str, str]:
+    headers = dict(_CORS)
+    if request.cookies and "origin" in request.headers:
+        headers["Access-Control-Allow-Origin"] = request.headers["origin"]
+    return headers
+
+
+async def autoload(request: Request, *, server: AppServer, context: AppContext) -> Response:
+    """The script ``bokeh.embed.server_document``/``server_session`` put in other sites' pages."""
+    headers = _cors_headers(request)
+    if request.method == "OPTIONS":
+        headers["Access-Control-Allow-Methods"] = "PUT, GET, OPTIONS"
+        return Response(headers=headers)
+    element_id = request.query_params.get("bokeh-autoload-element")
+    if not element_id:
+        return Response("No bokeh-autoload-element query parameter", 400, headers=headers)
+    session = await session_for_request(server, context, request)
+    app_path = request.query_params.get("bokeh-app-path", "/")
+    absolute_url = request.query_params.get("bokeh-absolute-url")
+    server_url = None
+    if absolute_url:
+        parts = urlsplit(absolute_url)
+        server_url = f"{parts.scheme}://{parts.netloc}"
+    with_resources = request.query_params.get("resources", "default") != "none"
+    bundle = bundle_for_objs_and_resources(
+        None, resources(server, request, server_url) if with_resources else None
+    )
+    render_items = [RenderItem(token=session.token, elementid=element_id, use_for_title=False)]
+    script = script_for_render_items({}, render_items, app_path=app_path, absolute_url=absolute_url)
+    bundle.add(Script(script))
+    js = AUTOLOAD_JS.render(bundle=bundle, elementid=element_id)
+    return Response(js, media_type="application/javascript", headers=headers)
+
+
+async def metadata(request: Request, *, server: AppServer, context: AppContext) -> Response:
+    data = context.application.metadata
+    if callable(data):
+        data = data()
+    url = root_url(server, request).rstrip("/") + (context.name if context.name != "/" else "")
+    return JSONResponse({"url": url, "data": data or {}})
+
+
+async def index(request: Request, *, server: AppServer) -> Response:
+    routes = sorted(server.contexts)
+    root = root_url(server, request).rstrip("/")
+    if len(routes) == 1 and not server.settings.disable_index_redirect:
+        return RedirectResponse(root + routes[0])
+    html = server.templates.get_template("index.html").render(root=root, routes=routes)
+    return HTMLResponse(html)

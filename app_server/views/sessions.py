@@ -1,0 +1,63 @@
+"""Finding or creating the session a page or autoload request asks for, as Bokeh does."""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from bokeh.util.token import get_token_payload
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from ..contexts import SessionCreationError
+from ..requests import SessionRequest, request_payload
+from ..tokens import check_token, new_session_id, new_token
+
+if TYPE_CHECKING:
+    from ..contexts import AppContext
+    from ..server import AppServer
+    from ..session import ServerSession
+
+__all__ = ["session_for_request"]
+
+
+def _requested(request: Request) -> tuple[str | None, str | None]:
+    token = request.query_params.get("bokeh-token")
+    session_id = request.query_params.get("bokeh-session-id")
+    if "bokeh-session-id" in request.headers:
+        if session_id is not None:
+            raise HTTPException(403, "give the session id as an argument or a header, not both")
+        session_id = request.headers["bokeh-session-id"]
+    if token is not None and session_id is not None:
+        raise HTTPException(403, "give a token or a session id, not both")
+    return token, session_id
+
+
+async def _process_request(context: AppContext, request: Request) -> dict[str, Any]:
+    extra = context.application.process_request(SessionRequest.unfiltered(request))
+    return await extra if inspect.isawaitable(extra) else extra
+
+
+async def session_for_request(server: AppServer, context: AppContext, request: Request) -> ServerSession:
+    """The session named by ``bokeh-token``/``bokeh-session-id``, or a new one."""
+    settings = server.settings
+    token, session_id = _requested(request)
+    if token is None:
+        if session_id is None:
+            if not settings.generate_session_ids:
+                raise HTTPException(403, "this server needs a bokeh-session-id argument")
+            session_id = new_session_id(settings)
+        payload = request_payload(request, settings)
+        payload.update(await _process_request(context, request))
+        token = new_token(session_id, settings, payload)
+
+    check = check_token(token, settings)
+    if check.session_id is None:
+        raise HTTPException(403, f"invalid token or session id: {check.problem}")
+    if check.expired and check.session_id not in context.sessions:
+        raise HTTPException(403, "the token has expired; reload the page for a new session")
+    session_request = SessionRequest.from_payload(request, get_token_payload(token))
+    try:
+        return await context.create_session_if_needed(check.session_id, token, session_request)
+    except SessionCreationError as exc:
+        raise HTTPException(500, str(exc).splitlines()[0]) from exc

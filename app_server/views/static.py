@@ -1,0 +1,51 @@
+"""BokehJS and app static files, with long caching for versioned URLs."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+from bokeh.util.paths import bokehjs_path
+from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+
+__all__ = ["CachedStaticFiles", "bokehjs_static", "versioned"]
+
+ONE_YEAR = 365 * 24 * 3600
+
+
+class CachedStaticFiles(StaticFiles):
+    """Files whose URL carries ``?v=<hash>`` are immutable; others must revalidate."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        versioned_url = b"v=" in scope.get("query_string", b"")
+        cache_control = (
+            f"public, max-age={ONE_YEAR}, immutable".encode() if versioned_url else b"no-cache"
+        )
+
+        async def send_with_cache(message: dict) -> None:  # type: ignore[type-arg]
+            if message["type"] == "http.response.start" and message["status"] in (200, 304):
+                message["headers"] = [*message.get("headers", []), (b"cache-control", cache_control)]
+            await send(message)
+
+        await super().__call__(scope, receive, send_with_cache)
+
+
+def bokehjs_static() -> CachedStaticFiles:
+    return CachedStaticFiles(directory=bokehjs_path())
+
+
+@lru_cache(maxsize=256)
+def _file_hash(path: str) -> str:
+    file = Path(bokehjs_path()) / path
+    try:
+        return hashlib.sha256(file.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return ""
+
+
+def versioned(path: str) -> str:
+    """``js/bokeh.min.js`` gives ``js/bokeh.min.js?v=<content hash>`` (Resources' versioner)."""
+    digest = _file_hash(path)
+    return f"{path}?v={digest}" if digest else path

@@ -1,0 +1,128 @@
+"""The websocket endpoint: handshake policy, then a reader loop feeding the session."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from bokeh.util.token import get_token_payload
+from starlette.responses import PlainTextResponse
+from starlette.websockets import WebSocket
+
+from .. import protocol
+from ..connection import Connection
+from ..contexts import SessionCreationError
+from ..handshake import Accept, Reject, check_handshake
+from ..protocol import CloseCode, ProtocolViolation, Receiver
+from ..requests import SessionRequest
+
+if TYPE_CHECKING:
+    from ..contexts import AppContext
+    from ..server import AppServer
+    from ..session import ServerSession
+
+__all__ = ["websocket_endpoint"]
+
+log = logging.getLogger("app_server.ws")
+
+
+async def _refuse(websocket: WebSocket, reject: Reject) -> None:
+    """Answer the handshake with an HTTP error where the server can, else close with 1008."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(PlainTextResponse(reject.reason, reject.status))
+    else:
+        await websocket.close(CloseCode.POLICY_VIOLATION, reject.reason[:120])
+
+
+async def _open_session(
+    context: AppContext, websocket: WebSocket, accept: Accept
+) -> ServerSession | Reject:
+    if accept.expired and accept.session_id not in context.sessions:
+        return Reject(
+            403,
+            "the token has expired and its session is gone; reload the page, or raise "
+            "--session-token-expiration",
+        )
+    request = SessionRequest.from_payload(websocket, get_token_payload(accept.token))
+    try:
+        return await context.create_session_if_needed(accept.session_id, accept.token, request)
+    except SessionCreationError as exc:
+        return Reject(500, str(exc).splitlines()[0])
+
+
+async def websocket_endpoint(
+    websocket: WebSocket, *, server: AppServer, context: AppContext
+) -> None:
+    headers = websocket.headers
+    decision = check_handshake(
+        origin=headers.get("origin"),
+        host=server.public_host(websocket),
+        subprotocols=websocket.scope.get("subprotocols", []),
+        settings=server.settings,
+    )
+    if isinstance(decision, Accept):
+        opened = await _open_session(context, websocket, decision)
+    else:
+        opened = decision
+    if isinstance(opened, Reject):
+        log.warning("app %s: refused a websocket: %s", context.name, opened.reason)
+        await _refuse(websocket, opened)
+        return
+
+    session = opened
+    await websocket.accept(subprotocol="bokeh")
+    connection = Connection(websocket, session, server.settings.outbound_queue_size)
+    session.subscribe(connection)
+    server.connections.add(connection)
+    log.info("app %s, session %s: websocket opened", context.name, session.id)
+    connection.send(protocol.encode(protocol.make_message(protocol.ACK)))
+    try:
+        await _read(connection, Receiver(server.settings.websocket_max_message_size))
+    finally:
+        server.connections.discard(connection)
+        session.unsubscribe(connection)
+        await connection.close()
+        log.info("app %s, session %s: websocket closed", context.name, session.id)
+
+
+async def _read(connection: Connection, receiver: Receiver) -> None:
+    websocket = connection.websocket
+    while True:
+        event = await websocket.receive()
+        if event["type"] == "websocket.disconnect":
+            return
+        frame = event.get("text")
+        if frame is None:
+            frame = event.get("bytes") or b""
+        result = receiver.receive_frame(frame)
+        if result is None:
+            continue
+        if isinstance(result, ProtocolViolation):
+            log.warning("session %s: closing the websocket: %s", connection.session.id, result.reason)
+            await connection.close(result.code, result.reason)
+            return
+        await dispatch(connection, result)
+
+
+async def dispatch(connection: Connection, message: protocol.Message) -> None:
+    """Handle one message; a failure is logged and answered with ERROR, never raised."""
+    session = connection.session
+    msgtype = message.msgtype
+    log.debug("session %s: received %s %s", session.id, msgtype, message.msgid)
+    try:
+        if msgtype == protocol.PATCH_DOC:
+            await session.patch(connection, message)
+        elif msgtype == protocol.PULL_DOC_REQ:
+            await session.pull(connection, message)
+        elif msgtype == protocol.PUSH_DOC:
+            await session.push(connection, message)
+        elif msgtype == protocol.SERVER_INFO_REQ:
+            connection.send(protocol.encode(protocol.server_info_reply(message.msgid)))
+        else:
+            log.warning("session %s: unexpected message type %r", session.id, msgtype)
+            text = f"the server does not accept {msgtype!r} messages"
+            connection.send(protocol.encode(protocol.error(message.msgid, text)))
+    except Exception as exc:
+        log.exception("session %s: handling %s failed", session.id, msgtype)
+        text = f"{msgtype} failed: {type(exc).__name__}: {exc}"
+        connection.send(protocol.encode(protocol.error(message.msgid, text)))
