@@ -64,7 +64,9 @@ def _routes(server: AppServer) -> list[BaseRoute]:
             Route(base or "/", page, name=f"page:{route}"),
             Route(base + "/", page) if base else Route("/", page),
             WebSocketRoute(base + "/ws", partial(websocket_endpoint, **bound)),
-            Route(base + "/autoload.js", partial(pages.autoload, **bound), methods=["GET", "OPTIONS"]),
+            Route(
+                base + "/autoload.js", partial(pages.autoload, **bound), methods=["GET", "OPTIONS"]
+            ),
             Route(base + "/metadata", partial(pages.metadata, **bound)),
         ]
         static_path = context.application.static_path

@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve Bokeh apps (as `bokeh serve` does)")
-    serve.add_argument("files", nargs="+", metavar="PATH", help="app scripts (.py) or app directories")
+    serve.add_argument(
+        "files", nargs="+", metavar="PATH", help="app scripts (.py) or app directories"
+    )
     serve.add_argument("--address", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 5006; 0 picks one)")
     serve.add_argument("--prefix", help="URL prefix for every route, e.g. /dash")
@@ -50,12 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=get_args(LogLevel), help="default info")
     serve.add_argument("--disable-index", action="store_true", help="no index page at /")
     serve.add_argument(
-        "--disable-index-redirect", action="store_true", help="list a single app instead of redirecting"
+        "--disable-index-redirect",
+        action="store_true",
+        help="list a single app instead of redirecting",
     )
     serve.add_argument("--use-xheaders", action="store_true", help="trust X-Forwarded-* headers")
     serve.add_argument("--session-ids", choices=sorted(_SESSION_IDS), help="default unsigned")
     serve.add_argument("--session-token-expiration", type=int, metavar="SECONDS")
-    serve.add_argument("--keep-alive", type=int, metavar="MS", help="websocket ping interval; 0 is off")
+    serve.add_argument(
+        "--keep-alive", type=int, metavar="MS", help="websocket ping interval; 0 is off"
+    )
     serve.add_argument("--check-unused-sessions", type=int, metavar="MS")
     serve.add_argument("--unused-session-lifetime", type=int, metavar="MS")
     serve.add_argument("--websocket-max-message-size", type=int, metavar="BYTES")
@@ -87,7 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"app-server: {exc}", file=sys.stderr)
         return 2
     level = "debug" if settings.log_level == "trace" else settings.log_level
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     config = uvicorn.Config(
         app,
         host=settings.address,
@@ -110,7 +118,9 @@ def _open_when_started(server: uvicorn.Server, settings: Settings, routes: list[
         while not server.started and not server.should_exit:
             threading.Event().wait(0.05)
         if server.started:
-            port = server.servers[0].sockets[0].getsockname()[1] if server.servers else settings.port
+            port = (
+                server.servers[0].sockets[0].getsockname()[1] if server.servers else settings.port
+            )
             path = settings.prefix + (routes[0] if len(routes) == 1 else "/")
             webbrowser.open(f"http://{settings.address}:{port}{path}")
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from bokeh.application.application import ServerContext, SessionContext
 from bokeh.document import Document
+from bokeh.io.doc import patch_curdoc
 from bokeh.server.callbacks import (
     NextTickCallback,
     PeriodicCallback,
@@ -83,7 +84,9 @@ class AppServerContext(ServerContext):
             await _call_hook(callback.callback)
         except Exception:
             context = self._app_context()
-            log.exception("app %s: a server %s raised", context and context.name, type(callback).__name__)
+            log.exception(
+                "app %s: a server %s raised", context and context.name, type(callback).__name__
+            )
 
     def _unschedule(self, callback_id: str, kind: type[SessionCallback]) -> None:
         callback = self._callbacks.get(callback_id)
@@ -100,10 +103,14 @@ class AppServerContext(ServerContext):
         return self._schedule(NextTickCallback(callback, callback_id=make_id()))
 
     def add_timeout_callback(self, callback: Callable[[], Any], timeout_milliseconds: int) -> str:
-        return self._schedule(TimeoutCallback(callback, timeout_milliseconds, callback_id=make_id()))
+        return self._schedule(
+            TimeoutCallback(callback, timeout_milliseconds, callback_id=make_id())
+        )
 
     def add_periodic_callback(self, callback: Callable[[], Any], period_milliseconds: int) -> str:
-        return self._schedule(PeriodicCallback(callback, period_milliseconds, callback_id=make_id()))
+        return self._schedule(
+            PeriodicCallback(callback, period_milliseconds, callback_id=make_id())
+        )
 
     def remove_next_tick_callback(self, callback_id: str) -> None:
         self._unschedule(callback_id, NextTickCallback)
@@ -254,7 +261,8 @@ class AppContext:
         try:
             for handler in self.application.handlers:
                 await _call_hook(handler.on_session_created, context)
-            self.application.initialize_document(document)
+            with patch_curdoc(document):  # function handlers may call curdoc() too
+                self.application.initialize_document(document)
         except Exception as exc:
             log.exception("app %s, session %s: creating the session failed", self.name, session_id)
             raise SessionCreationError(f"the application {self.name} failed: {exc}") from exc
@@ -285,7 +293,9 @@ class AppContext:
             try:
                 await _call_hook(handler.on_session_destroyed, context)
             except Exception:
-                log.exception("app %s, session %s: on_session_destroyed raised", self.name, session.id)
+                log.exception(
+                    "app %s, session %s: on_session_destroyed raised", self.name, session.id
+                )
         log.debug("app %s: discarded session %s", self.name, session.id)
 
     async def cleanup_sessions(self, unused_lifetime_seconds: float) -> int:

@@ -23,7 +23,9 @@ def header_name(name: str) -> str:
     return "-".join(part.capitalize() for part in name.split("-"))
 
 
-def _filtered(names: Iterable[str], include: list[str] | None, exclude: list[str] | None) -> set[str]:
+def _filtered(
+    names: Iterable[str], include: list[str] | None, exclude: list[str] | None
+) -> set[str]:
     names = set(names)
     if include is not None:
         return names & set(include)
@@ -87,7 +89,9 @@ class SessionRequest:
         return cls(conn, arguments=_arguments(conn), cookies=conn.cookies, headers=_headers(conn))
 
     @classmethod
-    def from_payload(cls, conn: HTTPConnection | None, payload: Mapping[str, Any]) -> SessionRequest:
+    def from_payload(
+        cls, conn: HTTPConnection | None, payload: Mapping[str, Any]
+    ) -> SessionRequest:
         """The request as recorded in a session token (the same on every worker)."""
         return cls(
             conn,

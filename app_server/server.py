@@ -71,7 +71,9 @@ class AppServer:
             self._reaper.cancel()
         closing = [c.close(CloseCode.GOING_AWAY, "server shutting down") for c in self.connections]
         if closing:
-            await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), SHUTDOWN_TIMEOUT)
+            await asyncio.wait_for(
+                asyncio.gather(*closing, return_exceptions=True), SHUTDOWN_TIMEOUT
+            )
         for context in self.contexts.values():
             try:
                 await asyncio.wait_for(context.discard_all(), SHUTDOWN_TIMEOUT)

@@ -32,19 +32,26 @@ class Settings(BaseSettings):
     port: int = Field(5006, ge=0, le=65535)
     prefix: str = ""
     allow_websocket_origin: _StrList = Field(
-        default_factory=list, validation_alias=_env("allow_websocket_origin", "BOKEH_ALLOW_WS_ORIGIN")
+        default_factory=list,
+        validation_alias=_env("allow_websocket_origin", "BOKEH_ALLOW_WS_ORIGIN"),
     )
     use_xheaders: bool = False
     disable_index: bool = False
     disable_index_redirect: bool = False
     log_level: LogLevel = "info"
 
-    secret_key: SecretStr | None = Field(None, validation_alias=_env("secret_key", "BOKEH_SECRET_KEY"))
-    sign_sessions: bool = Field(False, validation_alias=_env("sign_sessions", "BOKEH_SIGN_SESSIONS"))
+    secret_key: SecretStr | None = Field(
+        None, validation_alias=_env("secret_key", "BOKEH_SECRET_KEY")
+    )
+    sign_sessions: bool = Field(
+        False, validation_alias=_env("sign_sessions", "BOKEH_SIGN_SESSIONS")
+    )
     generate_session_ids: bool = True
     session_token_expiration: int = Field(300, gt=0, description="seconds")
 
-    keep_alive: int = Field(37_000, ge=0, description="milliseconds between websocket pings; 0 is off")
+    keep_alive: int = Field(
+        37_000, ge=0, description="milliseconds between websocket pings; 0 is off"
+    )
     check_unused_sessions: int = Field(17_000, gt=0, description="milliseconds")
     unused_session_lifetime: int = Field(15_000, ge=0, description="milliseconds")
     websocket_max_message_size: int = Field(20 * 1024 * 1024, gt=0, description="bytes")

@@ -60,8 +60,10 @@ def _wait_until_up(server: RunningServer, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def _run(command: list[str], port: int, env: dict[str, str] | None, prefix: str) -> Iterator[RunningServer]:
-    log_file = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)  # noqa: SIM115
+def _run(
+    command: list[str], port: int, env: dict[str, str] | None, prefix: str
+) -> Iterator[RunningServer]:
+    log_file = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
     process = subprocess.Popen(
         command,
         stdout=log_file,
@@ -84,7 +86,10 @@ def _run(command: list[str], port: int, env: dict[str, str] | None, prefix: str)
 
 @contextlib.contextmanager
 def run_app_server(
-    *paths: str | Path, args: Sequence[str] = (), env: dict[str, str] | None = None, prefix: str = ""
+    *paths: str | Path,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    prefix: str = "",
 ) -> Iterator[RunningServer]:
     port = free_port()
     command = [sys.executable, "-m", "app_server.cli", "serve", *map(str, paths)]

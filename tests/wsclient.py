@@ -1,4 +1,4 @@
-"""A raw Bokeh-protocol websocket client for tests, built on ``websockets`` and our protocol layer."""
+"""A raw Bokeh-protocol websocket client for tests, on ``websockets`` and our protocol layer."""
 
 from __future__ import annotations
 

@@ -38,7 +38,9 @@ async def _process_request(context: AppContext, request: Request) -> dict[str, A
     return await extra if inspect.isawaitable(extra) else extra
 
 
-async def session_for_request(server: AppServer, context: AppContext, request: Request) -> ServerSession:
+async def session_for_request(
+    server: AppServer, context: AppContext, request: Request
+) -> ServerSession:
     """The session named by ``bokeh-token``/``bokeh-session-id``, or a new one."""
     settings = server.settings
     token, session_id = _requested(request)

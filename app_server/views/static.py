@@ -26,7 +26,10 @@ class CachedStaticFiles(StaticFiles):
 
         async def send_with_cache(message: dict) -> None:  # type: ignore[type-arg]
             if message["type"] == "http.response.start" and message["status"] in (200, 304):
-                message["headers"] = [*message.get("headers", []), (b"cache-control", cache_control)]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"cache-control", cache_control),
+                ]
             await send(message)
 
         await super().__call__(scope, receive, send_with_cache)

@@ -98,7 +98,9 @@ async def _read(connection: Connection, receiver: Receiver) -> None:
         if result is None:
             continue
         if isinstance(result, ProtocolViolation):
-            log.warning("session %s: closing the websocket: %s", connection.session.id, result.reason)
+            log.warning(
+                "session %s: closing the websocket: %s", connection.session.id, result.reason
+            )
             await connection.close(result.code, result.reason)
             return
         await dispatch(connection, result)

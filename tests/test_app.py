@@ -1,0 +1,193 @@
+"""create_app: routes, pages, static files, autoload and metadata, in-process with TestClient."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+from collections.abc import Iterator
+
+import pytest
+from bokeh.application import Application
+from bokeh.application.handlers import FunctionHandler
+from bokeh.document import Document
+from bokeh.io import curdoc
+from bokeh.models import Div
+from starlette.testclient import TestClient
+
+from app_server import ConfigurationError, create_app
+from tests.conftest import EXAMPLES, TEST_APPS
+
+
+def hello(doc: Document) -> None:
+    doc.add_root(Div(text="hello", name="div"))
+    doc.title = "hello app"
+
+
+def echo_arguments(doc: Document) -> None:
+    request = curdoc().session_context.request
+    doc.add_root(Div(text=repr(request.arguments), name="args"))
+    doc.title = repr(request.arguments)
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    app = create_app({"/hello": hello, "/args": echo_arguments})
+    with TestClient(app) as client:
+        yield client
+
+
+def token_in(html: str) -> str:
+    match = re.search(r'"token":\s*"([^"]+)"', html)
+    assert match
+    return match.group(1)
+
+
+def test_an_app_page_is_html_with_the_apps_title_and_a_token(client: TestClient) -> None:
+    response = client.get("/hello")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "<title>hello app</title>" in response.text
+    assert token_in(response.text)
+
+
+def test_the_page_loads_bokehjs_from_this_server_with_versioned_urls(client: TestClient) -> None:
+    html = client.get("/hello").text
+    scripts = re.findall(r'<script src="([^"]+)"', html)
+    assert scripts and all(s.startswith("/static/js/") and "?v=" in s for s in scripts)
+    response = client.get(scripts[0])
+    assert response.status_code == 200
+    assert "immutable" in response.headers["cache-control"]
+
+
+def test_unversioned_static_files_must_be_revalidated(client: TestClient) -> None:
+    response = client.get("/static/js/bokeh.min.js")
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-cache"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/static/../../../../etc/passwd", "/static/%2e%2e/%2e%2e/etc/passwd", "/static/js/nope.js"],
+)
+def test_static_files_stay_inside_the_static_directory(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 404
+
+
+def test_request_arguments_reach_the_app_as_lists_of_bytes(client: TestClient) -> None:
+    html = client.get("/args?N=10&name=a&name=b").text
+    title = re.search(r"<title>(.*)</title>", html)
+    assert title and unescape(title.group(1)) == "{'N': [b'10'], 'name': [b'a', b'b']}"
+
+
+def test_the_index_lists_every_app(client: TestClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert 'href="/hello"' in response.text and 'href="/args"' in response.text
+
+
+def test_a_single_app_index_redirects_to_it() -> None:
+    with TestClient(create_app({"/hello": hello})) as client:
+        response = client.get("/", follow_redirects=False)
+        assert response.status_code in (302, 307)
+        assert response.headers["location"] == "/hello"
+
+
+def test_the_index_can_be_disabled_or_kept_without_redirect() -> None:
+    with TestClient(create_app({"/hello": hello}, disable_index=True)) as client:
+        assert client.get("/").status_code == 404
+    with TestClient(create_app({"/hello": hello}, disable_index_redirect=True)) as client:
+        assert 'href="/hello"' in client.get("/", follow_redirects=False).text
+
+
+def test_a_single_target_is_served_at_the_root() -> None:
+    with TestClient(create_app(hello)) as client:
+        assert "<title>hello app</title>" in client.get("/").text
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param(hello, id="function"),
+        pytest.param(Application(FunctionHandler(hello)), id="application"),
+        pytest.param(str(EXAMPLES / "demo.py"), id="script"),
+        pytest.param(TEST_APPS / "dir_app", id="directory"),
+    ],
+)
+def test_every_kind_of_app_is_served(target: object) -> None:
+    with TestClient(create_app({"/app": target})) as client:
+        response = client.get("/app")
+        assert response.status_code == 200
+        assert token_in(response.text)
+
+
+def test_a_missing_app_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="no Bokeh application"):
+        create_app({"/x": "/nonexistent/app.py"})
+
+
+def test_a_broken_app_gives_an_error_page_and_the_others_keep_working() -> None:
+    app = create_app({"/broken": TEST_APPS / "broken.py", "/hello": hello})
+    with TestClient(app) as client:
+        response = client.get("/broken")
+        assert response.status_code == 500
+        assert "broken on purpose" in response.text
+        assert "Traceback" not in response.text
+        assert client.get("/hello").status_code == 200
+
+
+def test_everything_moves_under_a_prefix() -> None:
+    with TestClient(create_app({"/hello": hello}, prefix="/dash/")) as client:
+        html = client.get("/dash/hello").text
+        assert '<script src="/dash/static/js/bokeh.min.js' in html
+        assert client.get("/dash/static/js/bokeh.min.js").status_code == 200
+        assert client.get("/hello").status_code == 404
+        assert client.get("/dash", follow_redirects=False).headers["location"] == "/dash/hello"
+
+
+def test_urls_follow_the_asgi_root_path() -> None:
+    with TestClient(create_app({"/hello": hello}), root_path="/mounted") as client:
+        html = client.get("/hello").text
+        assert '<script src="/mounted/static/js/bokeh.min.js' in html
+
+
+def test_autoload_needs_an_element_id(client: TestClient) -> None:
+    assert client.get("/hello/autoload.js").status_code == 400
+
+
+def test_autoload_returns_a_script_with_a_session_token(client: TestClient) -> None:
+    response = client.get(
+        "/hello/autoload.js",
+        params={
+            "bokeh-autoload-element": "el1",
+            "bokeh-app-path": "/hello",
+            "bokeh-absolute-url": "http://testserver/hello",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/javascript")
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert "el1" in response.text
+    assert token_in(response.text)
+    assert "http://testserver/static/js/bokeh.min.js" in response.text
+
+
+def test_autoload_answers_cors_preflight(client: TestClient) -> None:
+    response = client.options("/hello/autoload.js", headers={"Origin": "http://other.example"})
+    assert response.status_code == 200
+    assert "GET" in response.headers["access-control-allow-methods"]
+
+
+def test_metadata_returns_the_apps_url_and_data() -> None:
+    application = Application(FunctionHandler(hello), metadata={"owner": "me"})
+    with TestClient(create_app({"/hello": application})) as client:
+        assert client.get("/hello/metadata").json() == {"url": "/hello", "data": {"owner": "me"}}
+
+
+def test_a_session_id_argument_reuses_that_session(client: TestClient) -> None:
+    first = client.get("/hello?bokeh-session-id=mine").text
+    second = client.get("/hello?bokeh-session-id=mine").text
+    assert 'data-root-id="' in first
+    root = re.search(r'data-root-id="([^"]+)"', first)
+    assert root and root.group(1) in second, "the same session's document is rendered"
+    server = client.app.state.server  # type: ignore[attr-defined]
+    assert list(server.contexts["/hello"].sessions) == ["mine"]
