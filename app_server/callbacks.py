@@ -64,6 +64,13 @@ class CallbackScheduler:
     def __len__(self) -> int:
         return len(self._handles)
 
+    @property
+    def busy(self) -> bool:
+        """True while a next-tick callback waits or any callback is running."""
+        return bool(self._running) or any(
+            isinstance(callback, NextTickCallback) for callback in self._handles
+        )
+
     def _add(self, callback: SessionCallback) -> None:
         if self._closed:
             return

@@ -2,16 +2,53 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 import bokeh
+import bokeh.io.doc
 
 if TYPE_CHECKING:
     from bokeh.document import Document
 
-__all__ = ["BOKEH_VERSION", "release_document"]
+__all__ = ["BOKEH_VERSION", "release_document", "use_thread_local_curdoc"]
 
-BOKEH_VERSION: tuple[int, int] = tuple(int(p) for p in bokeh.__version__.split(".")[:2])  # type: ignore[assignment]
+BOKEH_VERSION: tuple[int, ...] = tuple(int(part) for part in bokeh.__version__.split(".")[:2])
+
+
+class _ThreadLocalStack(threading.local):
+    """A list-like stack with one list per thread, for bokeh 3.9's global curdoc stack."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.items[index]
+
+    def append(self, item: Any) -> None:
+        self.items.append(item)
+
+    def pop(self) -> Any:
+        return self.items.pop()
+
+
+def use_thread_local_curdoc() -> None:
+    """Give each thread its own ``curdoc()`` stack on bokeh 3.9.
+
+    bokeh 3.9 keeps patched curdocs in one process-wide list, so a thread calling
+    ``doc.add_next_tick_callback`` (which patches curdoc briefly) could make the loop
+    thread's callback see another session's document. bokeh 3.10 uses a ContextVar,
+    which is already per thread and per task.
+    """
+    if isinstance(getattr(bokeh.io.doc, "_PATCHED_CURDOCS", None), list):
+        bokeh.io.doc._PATCHED_CURDOCS = _ThreadLocalStack()  # type: ignore[attr-defined]
+
+
+def _dead() -> None:
+    return None
 
 
 def release_document(document: Document, receiver: Any) -> None:
@@ -19,10 +56,13 @@ def release_document(document: Document, receiver: Any) -> None:
 
     Bokeh collects the whole heap for every discarded session, which costs about as
     much as running a small app; the server collects once per reaper pass instead.
+    Afterwards adding a callback to the document raises (Bokeh's "already-destroyed
+    Document" error), so a thread that outlives its session stops instead of leaking.
     """
     document.remove_on_change(receiver)
     document._roots = []
     document._session_context = None
     document.callbacks.destroy()
+    document.callbacks._document = _dead  # type: ignore[assignment]
     document.models.destroy()
     document.modules.destroy()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 import time
@@ -12,11 +13,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bokeh.document.callbacks import invoke_with_curdoc
 from bokeh.document.locking import UnlockedDocumentProxy
+from bokeh.events import ConnectionLost
 from bokeh.io.doc import patch_curdoc
 
 from . import protocol
 from .callbacks import CallbackScheduler, run_with_curdoc
-from .compat import release_document
+from .compat import release_document, use_thread_local_curdoc
 from .exceptions import DocumentAccessError
 
 if TYPE_CHECKING:
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["Peer", "ServerSession"]
 
 log = logging.getLogger("app_server.session")
+
+use_thread_local_curdoc()
 
 
 class Peer(Protocol):
@@ -74,13 +78,18 @@ class ServerSession:
         self._expiration_blocks = 0
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self._callbacks = CallbackScheduler(self._invoke, self._loop)
+        self._callbacks = CallbackScheduler(self.invoke, self._loop)
         document.callbacks.on_change_dispatch_to(self)
         for callback in document.session_callbacks:
             self._callbacks.add(callback)
 
     def __repr__(self) -> str:
         return f"<ServerSession {self.app_name}:{self.id}>"
+
+    @property
+    def busy(self) -> bool:
+        """True while callbacks wait to run or run, or the document is locked."""
+        return self._callbacks.busy or self.lock.locked()
 
     @property
     def expiration_blocked(self) -> bool:
@@ -95,6 +104,10 @@ class ServerSession:
     def unsubscribe(self, peer: Peer) -> None:
         self.connections.discard(peer)
         self.last_unsubscribe = time.monotonic()
+
+    async def notify_connection_lost(self) -> None:
+        """Fire Bokeh's ``connection_lost`` event for the app (under the lock, like any change)."""
+        await self.with_document_locked(self.document.callbacks.trigger_event, ConnectionLost())
 
     @asynccontextmanager
     async def locked(self) -> AsyncIterator[None]:
@@ -122,7 +135,8 @@ class ServerSession:
 
     # -- callbacks ---------------------------------------------------------------------
 
-    async def _invoke(self, callback: SessionCallback) -> None:
+    async def invoke(self, callback: SessionCallback) -> None:
+        """Run one session callback now: locked unless marked ``without_document_lock``."""
         if self.destroyed:
             return
         func = callback.callback
@@ -135,10 +149,9 @@ class ServerSession:
             log.exception("%r: a %s raised", self, type(callback).__name__)
 
     async def _invoke_unlocked(self, func: Callable[[], Any]) -> None:
+        """A coroutine runs on the loop; a plain function on the executor, off the loop."""
         proxy = UnlockedDocumentProxy(self.document)
-        if asyncio.iscoroutinefunction(func) or asyncio.iscoroutinefunction(
-            getattr(func, "__wrapped__", None)
-        ):
+        if inspect.iscoroutinefunction(inspect.unwrap(func)):
             await run_with_curdoc(func(), proxy)
         else:
             await self._loop.run_in_executor(self._executor, invoke_with_curdoc, proxy, func)

@@ -82,6 +82,7 @@ async def websocket_endpoint(
         server.connections.discard(connection)
         session.unsubscribe(connection)
         await connection.close()
+        await session.notify_connection_lost()
         log.info("app %s, session %s: websocket closed", context.name, session.id)
 
 
