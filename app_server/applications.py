@@ -14,6 +14,7 @@ from bokeh.application.handlers import (
     Handler,
     ScriptHandler,
 )
+from bokeh.application.handlers.server_request_handler import ServerRequestHandler
 from bokeh.document import Document
 
 from .exceptions import ConfigurationError
@@ -24,29 +25,68 @@ AppTarget: TypeAlias = str | os.PathLike[str] | Application | Callable[[Document
 
 
 def _notebook_handler(path: str) -> Handler:
-    try:
-        from bokeh.application.handlers import NotebookHandler
+    from bokeh.application.handlers import NotebookHandler
 
+    try:
         return NotebookHandler(filename=path)
-    except ImportError as exc:  # nbformat/nbconvert missing
+    except (ImportError, RuntimeError) as exc:  # bokeh's "requires Jupyter Notebook"
         raise ConfigurationError(
             f"{path} is a notebook; install the notebook extra to serve it: "
             "pip install 'app_server[notebook]'"
         ) from exc
 
 
-def _handler_for_path(path: str, argv: list[str]) -> Handler:
+class _RequestHandlerFile(Handler):
+    """``process_request`` from a directory app's ``request_handler.py``."""
+
+    def __init__(self, filename: str, argv: list[str]) -> None:
+        super().__init__()
+        self._hooks = ServerRequestHandler(filename=filename, argv=argv)
+
+    @property
+    def failed(self) -> bool:
+        return self._hooks.failed
+
+    @property
+    def error(self) -> str | None:
+        return self._hooks.error
+
+    @property
+    def error_detail(self) -> str | None:
+        return self._hooks.error_detail
+
+    def modify_document(self, doc: Document) -> None:
+        pass
+
+    def process_request(self, request: Any) -> dict[str, Any]:
+        return self._hooks.process_request(request)
+
+
+def _directory_handlers(path: str, argv: list[str]) -> list[Handler]:
+    """The directory app, plus ``request_handler.py`` when there is no ``app_hooks.py``.
+
+    Bokeh reads ``process_request`` from ``app_hooks.py``; app_server also accepts it in
+    a ``request_handler.py`` of its own.
+    """
+    handlers: list[Handler] = [DirectoryHandler(filename=path, argv=argv)]
+    request_hooks = os.path.join(path, "request_handler.py")
+    if os.path.exists(request_hooks) and not os.path.exists(os.path.join(path, "app_hooks.py")):
+        handlers.append(_RequestHandlerFile(request_hooks, argv))
+    return handlers
+
+
+def _handlers_for_path(path: str, argv: list[str]) -> list[Handler]:
     if os.path.isdir(path):
         if not os.path.exists(os.path.join(path, "main.py")) and not any(
             name.endswith(".ipynb") for name in os.listdir(path)
         ):
             raise ConfigurationError(f"the directory app {path} needs a main.py")
-        return DirectoryHandler(filename=path, argv=argv)
+        return _directory_handlers(path, argv)
     if os.path.isfile(path):
         if path.endswith(".ipynb"):
-            return _notebook_handler(path)
+            return [_notebook_handler(path)]
         if path.endswith(".py"):
-            return ScriptHandler(filename=path, argv=argv)
+            return [ScriptHandler(filename=path, argv=argv)]
         raise ConfigurationError(f"expected a .py script, a .ipynb notebook or a directory: {path}")
     raise ConfigurationError(f"there is no Bokeh application at {path}")
 
@@ -57,12 +97,14 @@ def build_application(target: AppTarget, argv: list[str] | None = None) -> Appli
         return target
     if isinstance(target, str | os.PathLike):
         path = os.path.abspath(os.path.expanduser(os.fspath(target)))
-        handler = _handler_for_path(path, argv or [])
-        if handler.failed:
-            raise ConfigurationError(
-                f"cannot load the Bokeh application {path}: {handler.error}\n{handler.error_detail}"
-            )
-        return Application(handler)
+        handlers = _handlers_for_path(path, argv or [])
+        for handler in handlers:
+            if handler.failed:
+                raise ConfigurationError(
+                    f"cannot load the Bokeh application {path}: "
+                    f"{handler.error}\n{handler.error_detail}"
+                )
+        return Application(*handlers)
     if callable(target):
         return Application(FunctionHandler(target))
     raise ConfigurationError(

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from bokeh.application.application import ServerContext, SessionContext
+from bokeh.application.handlers.document_lifecycle import DocumentLifecycleHandler
 from bokeh.document import Document
 from bokeh.io.doc import patch_curdoc
 from bokeh.server.callbacks import (
@@ -193,6 +194,9 @@ class AppContext:
     ) -> None:
         self.name = name
         self.application = application
+        if not any(isinstance(h, DocumentLifecycleHandler) for h in application.handlers):
+            # runs the documents' own on_session_destroyed callbacks, as Bokeh's server does
+            application.add(DocumentLifecycleHandler())
         self.executor = executor
         self.logout_url = logout_url
         self.server_context = AppServerContext(self)

@@ -99,6 +99,7 @@ class AppServer:
         for context in self.contexts.values():
             discarded += await context.cleanup_sessions(lifetime)
         if discarded:
+            await asyncio.sleep(0)  # let the cancelled callback tasks finish and drop their refs
             gc.collect()
             log.debug("discarded %d unused sessions", discarded)
         return discarded

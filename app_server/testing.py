@@ -66,6 +66,7 @@ class TestSession:
         if message.msgtype == protocol.PULL_DOC_REPLY:
             doc_json = protocol.document_of(message)
             self.document = Document.from_json(doc_json)
+            self.document.models.flush_synced()  # the server knows every model it sent
             self.document.callbacks.on_change_dispatch_to(self)
         elif message.msgtype == protocol.PATCH_DOC:
             patch = protocol.patch_of(message)
