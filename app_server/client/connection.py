@@ -108,6 +108,23 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         self._thread_id = threading.get_ident()
         try:
+            problem = await self._handshake()
+        except BaseException:  # cancelled: never leave the connection half-open
+            if self._ws is not None:
+                self._ws.transport.abort()
+            self._end(Disconnect(ErrorReason.NETWORK_ERROR, None, "connecting was interrupted"))
+            raise
+        if problem is not None:
+            self._end(problem)
+            return
+        assert self._ws is not None
+        self.state = ConnectionState.CONNECTED
+        loop = self._loop
+        self._tasks = [loop.create_task(self._read(self._ws)), loop.create_task(self._write())]
+        log.debug("connected to %s", self.url)
+
+    async def _handshake(self) -> Disconnect | None:
+        try:
             self._ws = await connect(
                 self.url,
                 subprotocols=[Subprotocol("bokeh"), Subprotocol(self._token)],
@@ -119,21 +136,15 @@ class Connection:
         except InvalidStatus as exc:
             response = exc.response
             body = response.body.decode(errors="replace").strip() if response.body else ""
-            detail = body or response.reason_phrase
-            self._end(Disconnect(ErrorReason.HTTP_ERROR, response.status_code, detail))
-            return
+            return Disconnect(
+                ErrorReason.HTTP_ERROR, response.status_code, body or response.reason_phrase
+            )
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            self._end(Disconnect(ErrorReason.NETWORK_ERROR, None, f"{type(exc).__name__}: {exc}"))
-            return
+            return Disconnect(ErrorReason.NETWORK_ERROR, None, f"{type(exc).__name__}: {exc}")
         problem = await self._wait_for_ack(self._ws)
         if problem is not None:
             await self._ws.close(CloseCode.PROTOCOL_ERROR)
-            self._end(problem)
-            return
-        self.state = ConnectionState.CONNECTED
-        loop = self._loop
-        self._tasks = [loop.create_task(self._read(self._ws)), loop.create_task(self._write())]
-        log.debug("connected to %s", self.url)
+        return problem
 
     async def _wait_for_ack(self, ws: ClientConnection) -> Disconnect | None:
         receiver = Receiver()

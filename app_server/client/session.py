@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
+from bokeh.core.types import ID
 from bokeh.document import Document
 from bokeh.document.callbacks import invoke_with_curdoc
 from bokeh.settings import settings
@@ -20,6 +21,7 @@ from bokeh.util.token import generate_jwt_token, generate_session_id
 
 from .. import protocol
 from ..callbacks import CallbackScheduler, run_with_curdoc
+from ..exceptions import ConfigurationError
 from .connection import Connection, ConnectionState, ErrorReason
 from .errors import ConnectionFailed, ServerError
 from .urls import (
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
         SessionCallbackAdded,
         SessionCallbackRemoved,
     )
-    from bokeh.models import UIElement
+    from bokeh.models.ui import UIElement
     from bokeh.server.callbacks import SessionCallback
     from bokeh.util.browser import BrowserLike
 
@@ -55,12 +57,18 @@ def signing_settings(
     secret_key: str | bytes | None = None, signed: bool | None = None
 ) -> tuple[bytes | None, bool]:
     """The key and signing flag for ids and tokens; unset ones come from BOKEH_SECRET_KEY and
-    BOKEH_SIGN_SESSIONS, read now rather than when bokeh was imported."""
+    BOKEH_SIGN_SESSIONS, read now (bokeh caches the key and its defaults are import-time)."""
     if secret_key is None:
-        secret_key = settings.secret_key_bytes()
-    elif isinstance(secret_key, str):
+        secret_key = settings.secret_key()
+    if isinstance(secret_key, str):
         secret_key = secret_key.encode()
-    return secret_key, settings.sign_sessions() if signed is None else signed
+    signed = settings.sign_sessions() if signed is None else signed
+    if signed and not secret_key:
+        raise ConfigurationError(
+            "signed session ids need the server's secret key: pass secret_key=... or set "
+            "BOKEH_SECRET_KEY"
+        )
+    return secret_key, signed
 
 
 class ClientSession:
@@ -107,7 +115,8 @@ class ClientSession:
         self._document_free.set()
 
     def __repr__(self) -> str:
-        return f"<ClientSession {self._id} {self._url} {'connected' if self.connected else ''}>"
+        state = "connected" if self.connected else "not connected"
+        return f"<ClientSession {self._id} {self._url} {state}>"
 
     async def __aenter__(self) -> ClientSession:
         return self
@@ -139,7 +148,7 @@ class ClientSession:
     @property
     def token(self) -> str:
         """A fresh JWT for this session id (signed if the session is)."""
-        return generate_jwt_token(self._id, secret_key=self._secret_key, signed=self._signed)
+        return generate_jwt_token(ID(self._id), secret_key=self._secret_key, signed=self._signed)
 
     @property
     def url(self) -> str:
@@ -355,7 +364,10 @@ class ClientSession:
         if document is None:
             return
         patch = protocol.patch_of(message)
-        invoke_with_curdoc(document, lambda: document.apply_json_patch(patch, setter=self))
+        invoke_with_curdoc(
+            document,
+            lambda: document.apply_json_patch(patch, setter=self),  # type: ignore[arg-type]
+        )
 
     # Used by the synchronous facade: while its caller's thread owns the document, the
     # server's patches and the session callbacks wait for the caller's next call.
@@ -390,7 +402,7 @@ class ClientSession:
         if document is None:
             return
         try:
-            result = invoke_with_curdoc(document, callback.callback)
+            result = invoke_with_curdoc(document, callback.callback)  # type: ignore[func-returns-value]
             await run_with_curdoc(result, document)
         except Exception:
             log.exception("session %s: a %s raised", self._id, type(callback).__name__)

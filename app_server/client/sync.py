@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from bokeh.document import Document
-    from bokeh.models import UIElement
+    from bokeh.models.ui import UIElement
     from bokeh.util.browser import BrowserLike, BrowserTarget
 
     from .connection import ErrorReason
@@ -69,7 +69,8 @@ class SyncClientSession:
         self._calls = 0
 
     def __repr__(self) -> str:
-        return f"<SyncClientSession {self.id} {self.url} {'connected' if self.connected else ''}>"
+        state = "connected" if self.connected else "not connected"
+        return f"<SyncClientSession {self.id} {self.url} {state}>"
 
     def __enter__(self) -> SyncClientSession:
         return self
