@@ -13,11 +13,11 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .applications import AppTarget, normalize_routes
-from .server import AppServer
+from .server import AppServer, ServerState
 from .settings import Settings
-from .views import pages
+from .views import health, pages
 from .views.static import CachedStaticFiles, bokehjs_static
-from .views.ws import websocket_endpoint
+from .views.ws import no_such_app, websocket_endpoint
 
 __all__ = ["create_app"]
 
@@ -73,6 +73,14 @@ def _routes(server: AppServer) -> list[BaseRoute]:
         if static_path and os.path.isdir(static_path):
             routes.append(Mount(base + "/static", CachedStaticFiles(directory=static_path)))
     routes.append(Mount(prefix + "/static", bokehjs_static(), name="static"))
+    for path, view in (
+        ("/healthz", health.healthz),
+        ("/readyz", health.readyz),
+        ("/metrics", health.metrics),
+        ("/favicon.ico", pages.favicon),
+    ):
+        routes.append(Route(prefix + path, partial(view, server=server)))
+    routes.append(WebSocketRoute("/{path:path}", no_such_app))
     if "/" not in server.contexts and not server.settings.disable_index:
         index = partial(pages.index, server=server)
         routes.append(Route(prefix + "/", index))
@@ -89,6 +97,6 @@ class _StartOnFirstRequest:
         self.server = server
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan" and not self.server.started:
+        if scope["type"] != "lifespan" and self.server.state is ServerState.NEW:
             await self.server.startup()
         await self.app(scope, receive, send)

@@ -63,7 +63,15 @@ def _parser() -> argparse.ArgumentParser:
         "--keep-alive", type=int, metavar="MS", help="websocket ping interval; 0 is off"
     )
     serve.add_argument("--check-unused-sessions", type=int, metavar="MS")
-    serve.add_argument("--unused-session-lifetime", type=int, metavar="MS")
+    serve.add_argument(
+        "--unused-session-lifetime", type=int, metavar="MS", help="for sessions never connected"
+    )
+    serve.add_argument(
+        "--disconnected-session-lifetime",
+        type=int,
+        metavar="MS",
+        help="how long a session outlives its last websocket, for reconnects (default 5000)",
+    )
     serve.add_argument("--websocket-max-message-size", type=int, metavar="BYTES")
     serve.add_argument("--num-threads", type=int, help="threads for unlocked callbacks (default 4)")
     for name in ("include-headers", "exclude-headers", "include-cookies", "exclude-cookies"):

@@ -12,6 +12,7 @@ from .protocol import CloseCode
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
 
+    from .metrics import Metrics
     from .session import ServerSession
 
 __all__ = ["Connection"]
@@ -26,9 +27,12 @@ class Connection:
     reader cannot grow the server's memory.
     """
 
-    def __init__(self, websocket: WebSocket, session: ServerSession, queue_size: int) -> None:
+    def __init__(
+        self, websocket: WebSocket, session: ServerSession, queue_size: int, metrics: Metrics
+    ) -> None:
         self.websocket = websocket
         self.session = session
+        self.metrics = metrics
         self.synced = False
         self.closed = False
         self._queue: asyncio.Queue[list[protocol.Frame]] = asyncio.Queue(queue_size)
@@ -47,6 +51,7 @@ class Connection:
         try:
             self._queue.put_nowait(frames)
         except asyncio.QueueFull:
+            self.metrics.slow_clients_dropped += 1
             log.warning(
                 "session %s: client is %d messages behind; disconnecting it",
                 self.session.id,
@@ -57,7 +62,7 @@ class Connection:
             )
 
     async def _write(self) -> None:
-        send = self.websocket.send
+        send, metrics = self.websocket.send, self.metrics
         try:
             while True:
                 frames = await self._queue.get()
@@ -66,6 +71,8 @@ class Connection:
                         await send({"type": "websocket.send", "text": frame})
                     else:
                         await send({"type": "websocket.send", "bytes": frame})
+                    metrics.bytes_out += len(frame)
+                metrics.messages_out += 1
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the peer went away mid-write
@@ -82,8 +89,3 @@ class Connection:
             await self.websocket.close(code, reason[:120])
         except Exception as exc:
             log.debug("session %s: close failed: %r", self.session.id, exc)
-
-    async def drain_and_stop(self) -> None:
-        """Let queued frames go out, then stop the writer (used before a normal close)."""
-        self.closed = True
-        self._writer.cancel()

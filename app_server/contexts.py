@@ -30,6 +30,7 @@ from bokeh.util.token import get_token_payload
 
 from .callbacks import CallbackScheduler
 from .exceptions import SessionError
+from .metrics import Metrics
 from .requests import SessionRequest
 from .session import ServerSession
 
@@ -191,8 +192,12 @@ class AppContext:
         *,
         executor: Executor | None = None,
         logout_url: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.name = name
+        self.metrics = metrics or Metrics()
+        self.metrics.sessions_created.setdefault(name, 0)  # export zeros before traffic
+        self.metrics.sessions_destroyed.setdefault(name, 0)
         self.application = application
         if not any(isinstance(h, DocumentLifecycleHandler) for h in application.handlers):
             # runs the documents' own on_session_destroyed callbacks, as Bokeh's server does
@@ -275,11 +280,17 @@ class AppContext:
             log.error("app %s, session %s: the app code failed: %s", self.name, session_id, failure)
             raise SessionCreationError(f"the application {self.name} failed: {failure}")
         session = ServerSession(
-            session_id, document, token, app_name=self.name, executor=self.executor
+            session_id,
+            document,
+            token,
+            app_name=self.name,
+            executor=self.executor,
+            metrics=self.metrics,
         )
         context._session = session
         self.sessions[session_id] = session
         self._contexts[session_id] = context
+        self.metrics.sessions_created[self.name] += 1
         log.debug("app %s: created session %s", self.name, session_id)
         return session
 
@@ -290,6 +301,7 @@ class AppContext:
         async with session.locked():
             session.destroy()
         self.sessions.pop(session.id, None)
+        self.metrics.sessions_destroyed[self.name] += 1
         context = self._contexts.pop(session.id, None)
         if context is None:
             return

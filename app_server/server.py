@@ -1,10 +1,15 @@
-"""The state of one running server: settings, app contexts, executor and the reaper."""
+"""The state of one running server: settings, app contexts, executor, metrics and the reaper."""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import enum
+import functools
 import gc
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -12,12 +17,14 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import HTTPConnection
 
 from .contexts import AppContext
+from .metrics import Metrics
 from .protocol import CloseCode
 
 if TYPE_CHECKING:
     from bokeh.application import Application
 
     from .connection import Connection
+    from .session import ServerSession
     from .settings import Settings
 
 __all__ = ["AppServer"]
@@ -25,6 +32,29 @@ __all__ = ["AppServer"]
 log = logging.getLogger("app_server.server")
 
 SHUTDOWN_TIMEOUT = 10.0
+COLLECT_DELAY = 1.0
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[], object]:
+    """glibc's ``malloc_trim(0)``, which hands freed heap pages back to the OS; else a no-op."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return lambda: None
+    return lambda: trim(0)
+
+
+def release_memory() -> None:
+    """One full collection, then return what it freed to the operating system."""
+    gc.collect()
+    _malloc_trim()()
+
+
+class ServerState(enum.Enum):
+    NEW = "new"
+    STARTED = "started"
+    STOPPED = "stopped"
 
 
 class AppServer:
@@ -32,18 +62,25 @@ class AppServer:
 
     def __init__(self, applications: dict[str, Application], settings: Settings) -> None:
         self.settings = settings
+        self.metrics = Metrics()
         self.executor = ThreadPoolExecutor(settings.num_threads, thread_name_prefix="app_server")
         self.contexts = {
-            route: AppContext(route, application, executor=self.executor)
+            route: AppContext(route, application, executor=self.executor, metrics=self.metrics)
             for route, application in applications.items()
         }
         self.connections: set[Connection] = set()
         self.templates = Environment(
             loader=PackageLoader("app_server", "templates"), autoescape=select_autoescape()
         )
-        self.started = False
+        self.state = ServerState.NEW
         self._start_lock = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
+        self._collect_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def started(self) -> bool:
+        return self.state is ServerState.STARTED
 
     def public_host(self, conn: HTTPConnection) -> str | None:
         """The host the client addressed (X-Forwarded-Host with --use-xheaders)."""
@@ -51,24 +88,31 @@ class AppServer:
             return conn.headers["x-forwarded-host"].split(",")[0].strip()
         return conn.headers.get("host")
 
+    def render_metrics(self) -> str:
+        open_sessions = {name: len(c.sessions) for name, c in self.contexts.items()}
+        backlog = sum(connection.backlog for connection in self.connections)
+        return self.metrics.render(open_sessions, backlog)
+
     async def startup(self) -> None:
         """Run every app's ``on_server_loaded`` and start the reaper, once."""
         async with self._start_lock:
-            if self.started:
+            if self.state is not ServerState.NEW:
                 return
             for context in self.contexts.values():
                 await context.on_server_loaded()
             self._reaper = asyncio.get_running_loop().create_task(self._reap())
-            self.started = True
+            self.state = ServerState.STARTED
             log.info("app_server started: %s", ", ".join(sorted(self.contexts)))
 
     async def shutdown(self) -> None:
         """Close websockets (1001), discard sessions, run unload hooks, stop threads."""
-        if not self.started:
+        if self.state is not ServerState.STARTED:
             return
-        self.started = False
+        self.state = ServerState.STOPPED
         if self._reaper is not None:
             self._reaper.cancel()
+        if self._collect_timer is not None:
+            self._collect_timer.cancel()
         closing = [c.close(CloseCode.GOING_AWAY, "server shutting down") for c in self.connections]
         if closing:
             await asyncio.wait_for(
@@ -82,6 +126,44 @@ class AppServer:
             await context.on_server_unloaded()
         self.executor.shutdown(wait=False, cancel_futures=True)
         log.info("app_server stopped")
+
+    def session_disconnected(self, context: AppContext, session: ServerSession) -> None:
+        """The last websocket of a session closed: discard it after a short grace period."""
+        if session.connections or session.destroyed:
+            return
+        delay = self.settings.disconnected_session_lifetime / 1000
+        loop = asyncio.get_running_loop()
+        if session.release_timer is not None:
+            session.release_timer.cancel()
+        session.release_timer = loop.call_later(delay, self._spawn, self._release(context, session))
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _release(self, context: AppContext, session: ServerSession) -> None:
+        session.release_timer = None
+        if session.connections or session.destroyed:
+            return
+        if session.expiration_blocked:  # busy in a callback: look again later
+            self.session_disconnected(context, session)
+            return
+        try:
+            await context.discard_session(session)
+        except Exception:
+            log.exception("app %s, session %s: discarding failed", context.name, session.id)
+        self.collect_soon()
+
+    def collect_soon(self) -> None:
+        """Coalesce the garbage collections of many discards into one, a moment later."""
+        if self._collect_timer is None:
+            loop = asyncio.get_running_loop()
+            self._collect_timer = loop.call_later(COLLECT_DELAY, self._collect)
+
+    def _collect(self) -> None:
+        self._collect_timer = None
+        release_memory()
 
     async def _reap(self) -> None:
         interval = self.settings.check_unused_sessions / 1000
@@ -100,6 +182,6 @@ class AppServer:
             discarded += await context.cleanup_sessions(lifetime)
         if discarded:
             await asyncio.sleep(0)  # let the cancelled callback tasks finish and drop their refs
-            gc.collect()
+            release_memory()
             log.debug("discarded %d unused sessions", discarded)
         return discarded

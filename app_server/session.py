@@ -20,6 +20,7 @@ from . import protocol
 from .callbacks import CallbackScheduler, run_with_curdoc
 from .compat import release_document, use_thread_local_curdoc
 from .exceptions import DocumentAccessError
+from .metrics import Metrics
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -63,6 +64,7 @@ class ServerSession:
         *,
         app_name: str = "",
         executor: Executor | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.id = session_id
         self.token = token
@@ -73,6 +75,8 @@ class ServerSession:
         self.destroyed = False
         self.last_unsubscribe = time.monotonic()
         self._executor = executor
+        self._metrics = metrics or Metrics()
+        self.release_timer: asyncio.TimerHandle | None = None
         self._lock_owner: asyncio.Task[Any] | None = None
         self._patch_source: Peer | None = None
         self._expiration_blocks = 0
@@ -100,6 +104,9 @@ class ServerSession:
 
     def subscribe(self, peer: Peer) -> None:
         self.connections.add(peer)
+        if self.release_timer is not None:  # a reconnect: keep the session
+            self.release_timer.cancel()
+            self.release_timer = None
 
     def unsubscribe(self, peer: Peer) -> None:
         self.connections.discard(peer)
@@ -140,13 +147,17 @@ class ServerSession:
         if self.destroyed:
             return
         func = callback.callback
+        started = time.perf_counter()
         try:
             if getattr(func, "nolock", False):
                 await self._invoke_unlocked(func)
             else:
                 await self.with_document_locked(func)
         except Exception:
+            self._metrics.callback_errors += 1
             log.exception("%r: a %s raised", self, type(callback).__name__)
+        finally:
+            self._metrics.observe_callback(time.perf_counter() - started)
 
     async def _invoke_unlocked(self, func: Callable[[], Any]) -> None:
         """A coroutine runs on the loop; a plain function on the executor, off the loop."""
@@ -221,5 +232,8 @@ class ServerSession:
         if self.destroyed:
             return
         self.destroyed = True
+        if self.release_timer is not None:
+            self.release_timer.cancel()
+            self.release_timer = None
         self._callbacks.close()
         release_document(self.document, self)

@@ -53,7 +53,14 @@ class Settings(BaseSettings):
         37_000, ge=0, description="milliseconds between websocket pings; 0 is off"
     )
     check_unused_sessions: int = Field(17_000, gt=0, description="milliseconds")
-    unused_session_lifetime: int = Field(15_000, ge=0, description="milliseconds")
+    unused_session_lifetime: int = Field(
+        15_000, ge=0, description="milliseconds a session never connected to is kept"
+    )
+    disconnected_session_lifetime: int = Field(
+        5_000,
+        ge=0,
+        description="milliseconds a session is kept for a reconnect after its last tab closed",
+    )
     websocket_max_message_size: int = Field(20 * 1024 * 1024, gt=0, description="bytes")
     outbound_queue_size: int = Field(
         1024, gt=0, description="messages a client may lag behind before it is disconnected"

@@ -63,20 +63,12 @@ class PageErrors:
         return self.console + self.uncaught + self.offsite
 
 
-def _is_favicon(message: ConsoleMessage) -> bool:
-    return message.location.get("url", "").endswith("/favicon.ico")
-
-
-def watch_errors(page: Page, *, ignore_favicon: bool = True) -> PageErrors:
-    """Collect the page's console errors, page errors and requests off 127.0.0.1 from now on.
-
-    The browser's own request for ``/favicon.ico`` is ignored by default: app_server does not
-    answer it yet (``test_the_browser_favicon_request_is_answered`` tracks that).
-    """
+def watch_errors(page: Page) -> PageErrors:
+    """Collect the page's console errors, page errors and requests off 127.0.0.1 from now on."""
     errors = PageErrors()
 
     def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error" and not (ignore_favicon and _is_favicon(message)):
+        if message.type == "error":
             errors.console.append(f"{message.text} ({message.location.get('url')})")
 
     page.on("console", on_console)
@@ -102,7 +94,8 @@ class HostSite:
 
     def add_page(self, path: str, title: str, body: str) -> str:
         self.pages[path] = (
-            f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+            f"<!doctype html><html><head><meta charset='utf-8'><link rel='icon' href='data:,'>"
+            f"<title>{title}</title></head>"
             f"<body><h1>{title}</h1>{body}</body></html>"
         )
         return self.url + path

@@ -178,9 +178,6 @@ def test_two_pages_have_independent_sessions(browser: Browser, demo_server: Runn
         context.close()
 
 
-@pytest.mark.xfail(
-    reason="app_server has no /favicon.ico route; bokeh serve answers it (IcoHandler)", strict=True
-)
 def test_the_browser_favicon_request_is_answered(page: Page, demo_server: RunningServer) -> None:
     response = page.request.get(demo_server.url + "/favicon.ico")
     assert response.ok, response.status

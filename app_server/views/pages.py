@@ -11,8 +11,15 @@ from bokeh.embed.elements import script_for_render_items
 from bokeh.embed.server import server_html_page_for_session
 from bokeh.embed.util import RenderItem
 from bokeh.resources import Resources
+from bokeh.util.paths import server_path
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 
 from .sessions import session_for_request
 from .static import versioned
@@ -21,7 +28,7 @@ if TYPE_CHECKING:
     from ..contexts import AppContext
     from ..server import AppServer
 
-__all__ = ["autoload", "index", "metadata", "page"]
+__all__ = ["autoload", "favicon", "index", "metadata", "page"]
 
 
 def root_url(server: AppServer, request: Request) -> str:
@@ -96,6 +103,13 @@ async def metadata(request: Request, *, server: AppServer, context: AppContext) 
         data = data()
     url = root_url(server, request).rstrip("/") + (context.name if context.name != "/" else "")
     return JSONResponse({"url": url, "data": data or {}})
+
+
+async def favicon(request: Request, *, server: AppServer) -> Response:
+    """Bokeh's icon, as ``bokeh serve`` gives it."""
+    return FileResponse(
+        server_path() / "views" / "bokeh.ico", headers={"Cache-Control": "max-age=86400"}
+    )
 
 
 async def index(request: Request, *, server: AppServer) -> Response:

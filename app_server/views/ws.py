@@ -14,14 +14,14 @@ from ..connection import Connection
 from ..contexts import SessionCreationError
 from ..handshake import Accept, Reject, check_handshake
 from ..protocol import CloseCode, ProtocolViolation, Receiver
-from ..requests import SessionRequest
+from ..requests import SessionRequest, request_payload
 
 if TYPE_CHECKING:
     from ..contexts import AppContext
     from ..server import AppServer
     from ..session import ServerSession
 
-__all__ = ["websocket_endpoint"]
+__all__ = ["dispatch", "no_such_app", "websocket_endpoint"]
 
 log = logging.getLogger("app_server.ws")
 
@@ -35,7 +35,7 @@ async def _refuse(websocket: WebSocket, reject: Reject) -> None:
 
 
 async def _open_session(
-    context: AppContext, websocket: WebSocket, accept: Accept
+    server: AppServer, context: AppContext, websocket: WebSocket, accept: Accept
 ) -> ServerSession | Reject:
     if accept.expired and accept.session_id not in context.sessions:
         return Reject(
@@ -43,7 +43,10 @@ async def _open_session(
             "the token has expired and its session is gone; reload the page, or raise "
             "--session-token-expiration",
         )
-    request = SessionRequest.from_payload(websocket, get_token_payload(accept.token))
+    # a page's token carries its request; a client's token may not: then the websocket's own
+    # query, cookies and headers stand in, as in Bokeh
+    payload = {**request_payload(websocket, server.settings), **get_token_payload(accept.token)}
+    request = SessionRequest.from_payload(websocket, payload)
     try:
         return await context.create_session_if_needed(accept.session_id, accept.token, request)
     except SessionCreationError as exc:
@@ -61,33 +64,43 @@ async def websocket_endpoint(
         settings=server.settings,
     )
     if isinstance(decision, Accept):
-        opened = await _open_session(context, websocket, decision)
+        opened = await _open_session(server, context, websocket, decision)
     else:
         opened = decision
     if isinstance(opened, Reject):
+        server.metrics.websocket_refused += 1
         log.warning("app %s: refused a websocket: %s", context.name, opened.reason)
         await _refuse(websocket, opened)
         return
 
     session = opened
     await websocket.accept(subprotocol="bokeh")
-    connection = Connection(websocket, session, server.settings.outbound_queue_size)
+    connection = Connection(websocket, session, server.settings.outbound_queue_size, server.metrics)
     session.subscribe(connection)
     server.connections.add(connection)
+    server.metrics.websocket_opened += 1
     log.info("app %s, session %s: websocket opened", context.name, session.id)
     connection.send(protocol.encode(protocol.make_message(protocol.ACK)))
     try:
         await _read(connection, Receiver(server.settings.websocket_max_message_size))
     finally:
         server.connections.discard(connection)
+        server.metrics.websocket_closed += 1
         session.unsubscribe(connection)
         await connection.close()
         await session.notify_connection_lost()
+        server.session_disconnected(context, session)
         log.info("app %s, session %s: websocket closed", context.name, session.id)
 
 
+async def no_such_app(websocket: WebSocket) -> None:
+    """A websocket to a path with no app: 404, so clients can say "check the app path"."""
+    log.warning("refused a websocket to %s: no application there", websocket.url.path)
+    await _refuse(websocket, Reject(404, f"no Bokeh application at {websocket.url.path}"))
+
+
 async def _read(connection: Connection, receiver: Receiver) -> None:
-    websocket = connection.websocket
+    websocket, metrics = connection.websocket, connection.metrics
     while True:
         event = await websocket.receive()
         if event["type"] == "websocket.disconnect":
@@ -95,9 +108,11 @@ async def _read(connection: Connection, receiver: Receiver) -> None:
         frame = event.get("text")
         if frame is None:
             frame = event.get("bytes") or b""
+        metrics.bytes_in += len(frame)
         result = receiver.receive_frame(frame)
         if result is None:
             continue
+        metrics.messages_in += 1
         if isinstance(result, ProtocolViolation):
             log.warning(
                 "session %s: closing the websocket: %s", connection.session.id, result.reason

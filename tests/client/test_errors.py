@@ -63,14 +63,7 @@ def test_refused_connection_sync() -> None:
         pull_session(url=f"http://127.0.0.1:{free_port()}/app")
 
 
-async def test_wrong_application_path(apps: Apps, request: pytest.FixtureRequest) -> None:
-    if apps.kind == "app_server":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="server bug: a websocket to an unknown path gets HTTP 403, not 404",
-                strict=True,
-            )
-        )
+async def test_wrong_application_path(apps: Apps) -> None:
     async with ClientSession(url=apps.url("no_such_app")) as session:
         with pytest.raises(ConnectionFailed, match="Check your application path"):
             await session.pull()

@@ -210,15 +210,7 @@ async def test_id_token_and_url(app_server_apps: Apps) -> None:
         ClientSession(websocket_url="ws://example.com/app/ws", url="http://example.com/app")
 
 
-async def test_request_arguments_reach_the_app(apps: Apps, request: pytest.FixtureRequest) -> None:
-    if apps.kind == "app_server":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="server bug: the ws view takes request arguments only from the token "
-                "payload, not from the websocket URL's query (bokeh falls back to it)",
-                strict=True,
-            )
-        )
+async def test_request_arguments_reach_the_app(apps: Apps) -> None:
     url = apps.url("client_ticker")
     async with ClientSession(url=url, arguments={"name": "Ann", "n": "1"}) as session:
         await session.pull()
