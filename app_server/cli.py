@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 import threading
+import time
+import urllib.request
 import webbrowser
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, get_args
 
 import uvicorn
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
+from starlette.applications import Starlette
 
 from .app import create_app
 from .applications import routes_for_paths
 from .exceptions import ConfigurationError
+from .logs import LogFormat, logging_config
 from .settings import LogLevel, Settings
 
-__all__ = ["main"]
+__all__ = ["app_from_environment", "main"]
 
 log = logging.getLogger("app_server.cli")
+
+APPS_VARIABLE = "APP_SERVER_APPS"
 
 _SESSION_IDS = {
     "unsigned": {"sign_sessions": False, "generate_session_ids": True},
@@ -50,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--show", action="store_true", help="open the app in a browser")
     serve.add_argument("--log-level", choices=get_args(LogLevel), help="default info")
+    serve.add_argument("--log-format", choices=get_args(LogFormat), default="text")
+    serve.add_argument("--num-procs", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--dev", action="store_true", help="restart when app files change")
     serve.add_argument("--disable-index", action="store_true", help="no index page at /")
     serve.add_argument(
         "--disable-index-redirect",
@@ -92,45 +104,87 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(**options)
 
 
+def _to_environment(settings: Settings, routes: dict[str, str]) -> dict[str, str]:
+    """Settings and apps as environment variables, for worker processes to rebuild them."""
+    env = {APPS_VARIABLE: json.dumps(routes)}
+    for name, value in settings:
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, list):
+            value = ",".join(value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[f"APP_SERVER_{name.upper()}"] = str(value)
+    return env
+
+
+def app_from_environment() -> Starlette:
+    """The ASGI app each worker builds (uvicorn's factory for --num-procs and --dev)."""
+    return create_app(json.loads(os.environ[APPS_VARIABLE]), Settings())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = settings_from_args(args)
-        app = create_app(routes_for_paths(args.files), settings)
+        routes = {route: str(path) for route, path in routes_for_paths(args.files).items()}
+        app = create_app(routes, settings)  # fails here, once, on a broken app or setting
     except (ConfigurationError, ValidationError) as exc:
         print(f"app-server: {exc}", file=sys.stderr)
         return 2
     level = "debug" if settings.log_level == "trace" else settings.log_level
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    config = uvicorn.Config(
-        app,
-        host=settings.address,
-        port=settings.port,
-        log_level=level,
-        ws_max_size=settings.websocket_max_message_size,
-        ws_ping_interval=settings.keep_alive / 1000 if settings.keep_alive else None,
-        proxy_headers=settings.use_xheaders,
-        forwarded_allow_ips="*" if settings.use_xheaders else None,
-    )
-    server = uvicorn.Server(config)
+    options: dict[str, Any] = {
+        "host": settings.address,
+        "port": settings.port,
+        "log_level": level,
+        "log_config": logging_config(level, args.log_format),
+        "ws_max_size": settings.websocket_max_message_size,
+        "ws_ping_interval": settings.keep_alive / 1000 if settings.keep_alive else None,
+        "proxy_headers": settings.use_xheaders,
+        "forwarded_allow_ips": "*" if settings.use_xheaders else None,
+        "timeout_graceful_shutdown": 10,
+    }
+    if args.num_procs > 1 or args.dev:
+        os.environ.update(_to_environment(settings, routes))
+        target: Any = f"{__name__}:app_from_environment"
+        options["factory"] = True
+        if args.dev:
+            options["reload"] = True
+            options["reload_dirs"] = sorted({_watch_dir(path) for path in args.files})
+            options["reload_includes"] = ["*.py", "*.html", "*.yaml", "*.css", "*.js"]
+        else:
+            options["workers"] = args.num_procs
+    else:
+        target = app
     if args.show:
-        _open_when_started(server, settings, sorted(app.state.server.contexts))
-    server.run()
+        _open_when_up(settings, sorted(routes))
+    uvicorn.run(target, **options)
     return 0
 
 
-def _open_when_started(server: uvicorn.Server, settings: Settings, routes: list[str]) -> None:
+def _watch_dir(path: str) -> str:
+    resolved = Path(path).resolve()
+    return str(resolved if resolved.is_dir() else resolved.parent)
+
+
+def _open_when_up(settings: Settings, routes: list[str]) -> None:
+    """Open a browser on the app once the server answers (for --show)."""
+    path = settings.prefix + (routes[0] if len(routes) == 1 else "/")
+    url = f"http://{settings.address}:{settings.port}{path}"
+
     def wait_then_open() -> None:
-        while not server.started and not server.should_exit:
-            threading.Event().wait(0.05)
-        if server.started:
-            port = (
-                server.servers[0].sockets[0].getsockname()[1] if server.servers else settings.port
-            )
-            path = settings.prefix + (routes[0] if len(routes) == 1 else "/")
-            webbrowser.open(f"http://{settings.address}:{port}{path}")
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(
+                    f"http://{settings.address}:{settings.port}{settings.prefix}/healthz", timeout=1
+                )
+            except OSError:
+                time.sleep(0.1)
+                continue
+            webbrowser.open(url)
+            return
 
     threading.Thread(target=wait_then_open, daemon=True).start()
 

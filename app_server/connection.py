@@ -56,6 +56,7 @@ class Connection:
                 "session %s: client is %d messages behind; disconnecting it",
                 self.session.id,
                 self._queue.maxsize,
+                extra=self.session.log_extra,
             )
             asyncio.get_running_loop().create_task(
                 self.close(CloseCode.POLICY_VIOLATION, "client too slow to read its messages")

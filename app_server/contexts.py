@@ -273,11 +273,22 @@ class AppContext:
             with patch_curdoc(document):  # function handlers may call curdoc() too
                 self.application.initialize_document(document)
         except Exception as exc:
-            log.exception("app %s, session %s: creating the session failed", self.name, session_id)
+            log.exception(
+                "app %s, session %s: creating the session failed",
+                self.name,
+                session_id,
+                extra={"app": self.name, "session_id": session_id},
+            )
             raise SessionCreationError(f"the application {self.name} failed: {exc}") from exc
         failure = _handler_failure(self.application)
         if failure:
-            log.error("app %s, session %s: the app code failed: %s", self.name, session_id, failure)
+            log.error(
+                "app %s, session %s: the app code failed: %s",
+                self.name,
+                session_id,
+                failure,
+                extra={"app": self.name, "session_id": session_id},
+            )
             raise SessionCreationError(f"the application {self.name} failed: {failure}")
         session = ServerSession(
             session_id,
@@ -291,7 +302,7 @@ class AppContext:
         self.sessions[session_id] = session
         self._contexts[session_id] = context
         self.metrics.sessions_created[self.name] += 1
-        log.debug("app %s: created session %s", self.name, session_id)
+        log.debug("app %s: created session %s", self.name, session_id, extra=session.log_extra)
         return session
 
     async def discard_session(self, session: ServerSession) -> None:
@@ -312,7 +323,7 @@ class AppContext:
                 log.exception(
                     "app %s, session %s: on_session_destroyed raised", self.name, session.id
                 )
-        log.debug("app %s: discarded session %s", self.name, session.id)
+        log.debug("app %s: discarded session %s", self.name, session.id, extra=session.log_extra)
 
     async def cleanup_sessions(self, unused_lifetime_seconds: float) -> int:
         """Discard the sessions unused for longer than the lifetime; how many were."""

@@ -135,10 +135,10 @@ class AppServer:
         loop = asyncio.get_running_loop()
         if session.release_timer is not None:
             session.release_timer.cancel()
-        session.release_timer = loop.call_later(delay, self._spawn, self._release(context, session))
+        session.release_timer = loop.call_later(delay, self._start_release, context, session)
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _start_release(self, context: AppContext, session: ServerSession) -> None:
+        task = asyncio.get_running_loop().create_task(self._release(context, session))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -91,6 +91,11 @@ class ServerSession:
         return f"<ServerSession {self.app_name}:{self.id}>"
 
     @property
+    def log_extra(self) -> dict[str, str]:
+        """Fields that structured (JSON) logs carry for this session."""
+        return {"app": self.app_name, "session_id": self.id}
+
+    @property
     def busy(self) -> bool:
         """True while callbacks wait to run or run, or the document is locked."""
         return self._callbacks.busy or self.lock.locked()
@@ -133,7 +138,7 @@ class ServerSession:
     async def with_document_locked(self, func: Callable[..., Any], *args: Any) -> Any:
         """Run ``func(*args)`` (awaited if it is a coroutine) under the lock, curdoc set."""
         if self.destroyed:
-            log.debug("%r: ignoring locked work on a discarded session", self)
+            log.debug("%r: ignoring locked work on a discarded session", self, extra=self.log_extra)
             return None
         async with self.locked():
             with patch_curdoc(self.document):
@@ -155,7 +160,7 @@ class ServerSession:
                 await self.with_document_locked(func)
         except Exception:
             self._metrics.callback_errors += 1
-            log.exception("%r: a %s raised", self, type(callback).__name__)
+            log.exception("%r: a %s raised", self, type(callback).__name__, extra=self.log_extra)
         finally:
             self._metrics.observe_callback(time.perf_counter() - started)
 

@@ -17,6 +17,9 @@ from pathlib import Path
 
 __all__ = ["RunningServer", "free_port", "run_app_server", "run_bokeh_serve"]
 
+# lines no server run may log: they mean a coroutine or task was lost
+_NEVER = ("was never awaited", "Task was destroyed but it is pending", "Task exception was never")
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -82,6 +85,8 @@ def _run(
             process.kill()
             process.wait()
         log_file.close()
+    problems = [line for line in server.log().splitlines() if any(p in line for p in _NEVER)]
+    assert not problems, f"the server logged: {problems}"
 
 
 @contextlib.contextmanager

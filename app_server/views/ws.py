@@ -79,7 +79,9 @@ async def websocket_endpoint(
     session.subscribe(connection)
     server.connections.add(connection)
     server.metrics.websocket_opened += 1
-    log.info("app %s, session %s: websocket opened", context.name, session.id)
+    log.info(
+        "app %s, session %s: websocket opened", context.name, session.id, extra=session.log_extra
+    )
     connection.send(protocol.encode(protocol.make_message(protocol.ACK)))
     try:
         await _read(connection, Receiver(server.settings.websocket_max_message_size))
@@ -90,7 +92,12 @@ async def websocket_endpoint(
         await connection.close()
         await session.notify_connection_lost()
         server.session_disconnected(context, session)
-        log.info("app %s, session %s: websocket closed", context.name, session.id)
+        log.info(
+            "app %s, session %s: websocket closed",
+            context.name,
+            session.id,
+            extra=session.log_extra,
+        )
 
 
 async def no_such_app(websocket: WebSocket) -> None:
@@ -115,7 +122,10 @@ async def _read(connection: Connection, receiver: Receiver) -> None:
         metrics.messages_in += 1
         if isinstance(result, ProtocolViolation):
             log.warning(
-                "session %s: closing the websocket: %s", connection.session.id, result.reason
+                "session %s: closing the websocket: %s",
+                connection.session.id,
+                result.reason,
+                extra=connection.session.log_extra,
             )
             await connection.close(result.code, result.reason)
             return
@@ -126,7 +136,9 @@ async def dispatch(connection: Connection, message: protocol.Message) -> None:
     """Handle one message; a failure is logged and answered with ERROR, never raised."""
     session = connection.session
     msgtype = message.msgtype
-    log.debug("session %s: received %s %s", session.id, msgtype, message.msgid)
+    log.debug(
+        "session %s: received %s %s", session.id, msgtype, message.msgid, extra=session.log_extra
+    )
     try:
         if msgtype == protocol.PATCH_DOC:
             await session.patch(connection, message)
@@ -137,10 +149,17 @@ async def dispatch(connection: Connection, message: protocol.Message) -> None:
         elif msgtype == protocol.SERVER_INFO_REQ:
             connection.send(protocol.encode(protocol.server_info_reply(message.msgid)))
         else:
-            log.warning("session %s: unexpected message type %r", session.id, msgtype)
+            log.warning(
+                "session %s: unexpected message type %r",
+                session.id,
+                msgtype,
+                extra=session.log_extra,
+            )
             text = f"the server does not accept {msgtype!r} messages"
             connection.send(protocol.encode(protocol.error(message.msgid, text)))
     except Exception as exc:
-        log.exception("session %s: handling %s failed", session.id, msgtype)
+        log.exception(
+            "session %s: handling %s failed", session.id, msgtype, extra=session.log_extra
+        )
         text = f"{msgtype} failed: {type(exc).__name__}: {exc}"
         connection.send(protocol.encode(protocol.error(message.msgid, text)))
