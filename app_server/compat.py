@@ -9,9 +9,10 @@ import bokeh
 import bokeh.io.doc
 
 if TYPE_CHECKING:
+    from bokeh.application import Application
     from bokeh.document import Document
 
-__all__ = ["BOKEH_VERSION", "release_document", "use_thread_local_curdoc"]
+__all__ = ["BOKEH_VERSION", "has_custom_template", "release_document", "use_thread_local_curdoc"]
 
 BOKEH_VERSION: tuple[int, ...] = tuple(int(part) for part in bokeh.__version__.split(".")[:2])
 
@@ -66,3 +67,13 @@ def release_document(document: Document, receiver: Any) -> None:
     document.callbacks._document = _dead  # type: ignore[assignment]
     document.models.destroy()
     document.modules.destroy()
+
+
+def has_custom_template(application: Application) -> bool:
+    """Whether the app's page comes from its own Jinja template (``templates/index.html``)."""
+    from bokeh.application.handlers import DirectoryHandler
+
+    return any(
+        isinstance(h, DirectoryHandler) and getattr(h, "_template", None) is not None
+        for h in application.handlers
+    )

@@ -29,6 +29,7 @@ from bokeh.util.serialization import make_id
 from bokeh.util.token import get_token_payload
 
 from .callbacks import CallbackScheduler
+from .compat import has_custom_template
 from .exceptions import SessionError
 from .metrics import Metrics
 from .requests import SessionRequest
@@ -205,6 +206,7 @@ class AppContext:
         self.executor = executor
         self.logout_url = logout_url
         self.server_context = AppServerContext(self)
+        self.page_needs_document = has_custom_template(application)
         self.sessions: dict[str, ServerSession] = {}
         self._contexts: dict[str, AppSessionContext] = {}
         self._pending: dict[str, asyncio.Future[ServerSession]] = {}

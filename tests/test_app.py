@@ -13,6 +13,7 @@ from bokeh.document import Document
 from bokeh.io import curdoc
 from bokeh.models import Div
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from app_server import ConfigurationError, create_app
 from tests.conftest import EXAMPLES, TEST_APPS
@@ -42,12 +43,12 @@ def token_in(html: str) -> str:
     return match.group(1)
 
 
-def test_an_app_page_is_html_with_the_apps_title_and_a_token(client: TestClient) -> None:
+def test_an_app_page_is_html_with_a_token(client: TestClient) -> None:
     response = client.get("/hello")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    assert "<title>hello app</title>" in response.text
     assert token_in(response.text)
+    assert 'style="display: contents;"' in response.text, "the element BokehJS fills"
 
 
 def test_the_page_loads_bokehjs_from_this_server_with_versioned_urls(client: TestClient) -> None:
@@ -74,7 +75,9 @@ def test_static_files_stay_inside_the_static_directory(client: TestClient, path:
 
 
 def test_request_arguments_reach_the_app_as_lists_of_bytes(client: TestClient) -> None:
-    html = client.get("/args?N=10&name=a&name=b").text
+    token = token_in(client.get("/args?bokeh-session-id=with-args&N=10&name=a&name=b").text)
+    with client.websocket_connect("/args/ws", subprotocols=["bokeh", token]):
+        html = client.get("/args?bokeh-session-id=with-args").text
     title = re.search(r"<title>(.*)</title>", html)
     assert title and unescape(title.group(1)) == "{'N': [b'10'], 'name': [b'a', b'b']}"
 
@@ -101,7 +104,7 @@ def test_the_index_can_be_disabled_or_kept_without_redirect() -> None:
 
 def test_a_single_target_is_served_at_the_root() -> None:
     with TestClient(create_app(hello)) as client:
-        assert "<title>hello app</title>" in client.get("/").text
+        assert token_in(client.get("/").text)
 
 
 @pytest.mark.parametrize(
@@ -125,14 +128,26 @@ def test_a_missing_app_is_a_configuration_error() -> None:
         create_app({"/x": "/nonexistent/app.py"})
 
 
-def test_a_broken_app_gives_an_error_page_and_the_others_keep_working() -> None:
+def test_a_broken_app_closes_its_websocket_with_the_reason_and_others_keep_working() -> None:
     app = create_app({"/broken": TEST_APPS / "broken.py", "/hello": hello})
     with TestClient(app) as client:
-        response = client.get("/broken")
-        assert response.status_code == 500
-        assert "broken on purpose" in response.text
-        assert "Traceback" not in response.text
+        token = token_in(client.get("/broken").text)
+        with pytest.raises(WebSocketDisconnect) as closed:
+            with client.websocket_connect("/broken/ws", subprotocols=["bokeh", token]) as ws:
+                ws.receive_text()
+        assert closed.value.code == 1011
+        assert "broken on purpose" in closed.value.reason
+        assert "Traceback" not in closed.value.reason
         assert client.get("/hello").status_code == 200
+
+
+def test_a_page_fetch_runs_no_app_code_until_its_websocket_connects() -> None:
+    with TestClient(create_app({"/hello": hello})) as client:
+        server = client.app.state.server  # type: ignore[attr-defined]
+        html = client.get("/hello").text
+        assert server.contexts["/hello"].sessions == {}, "a crawler or probe costs a token"
+        with client.websocket_connect("/hello/ws", subprotocols=["bokeh", token_in(html)]):
+            assert len(server.contexts["/hello"].sessions) == 1
 
 
 def test_everything_moves_under_a_prefix() -> None:
@@ -183,11 +198,11 @@ def test_metadata_returns_the_apps_url_and_data() -> None:
         assert client.get("/hello/metadata").json() == {"url": "/hello", "data": {"owner": "me"}}
 
 
-def test_a_session_id_argument_reuses_that_session(client: TestClient) -> None:
-    first = client.get("/hello?bokeh-session-id=mine").text
-    second = client.get("/hello?bokeh-session-id=mine").text
-    assert 'data-root-id="' in first
-    root = re.search(r'data-root-id="([^"]+)"', first)
-    assert root and root.group(1) in second, "the same session's document is rendered"
+def test_a_page_for_an_existing_session_renders_its_document(client: TestClient) -> None:
+    token = token_in(client.get("/hello?bokeh-session-id=mine").text)
+    with client.websocket_connect("/hello/ws", subprotocols=["bokeh", token]):
+        html = client.get("/hello?bokeh-session-id=mine").text
+    assert "<title>hello app</title>" in html
+    assert 'data-root-id="' in html, "the session's roots are on the page"
     server = client.app.state.server  # type: ignore[attr-defined]
     assert list(server.contexts["/hello"].sessions) == ["mine"]

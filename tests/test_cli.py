@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -88,18 +87,25 @@ async def test_json_logs_carry_session_ids() -> None:
     assert opened and opened[0]["session_id"] and opened[0]["app"] == "/demo"
 
 
-def test_dev_mode_reloads_an_edited_app(tmp_path: Path) -> None:
+async def document_title(url: str) -> str:
+    token = fetch_token(url)
+    ws_url = url.replace("http", "ws") + "/ws"
+    async with await BokehSocket.open(ws_url, token) as socket:
+        await socket.receive_type(protocol.ACK)
+        return str((await socket.request(protocol.PULL_DOC_REQ)).content["doc"]["title"])
+
+
+async def test_dev_mode_reloads_an_edited_app(tmp_path: Path) -> None:
     app = tmp_path / "reloading.py"
     shutil.copy(EXAMPLES / "demo.py", app)
     with run_app_server(app, args=["--dev"]) as server:
-        page = urllib.request.urlopen(server.url + "/reloading", timeout=10).read().decode()
-        assert "<title>app_server demo</title>" in page
+        url = server.url + "/reloading"
+        assert await document_title(url) == "app_server demo"
         app.write_text(app.read_text().replace('"app_server demo"', '"edited title"'))
         deadline = time.monotonic() + 30
         while True:
             try:
-                page = urllib.request.urlopen(server.url + "/reloading", timeout=5).read().decode()
-                if "<title>edited title</title>" in page:
+                if await document_title(url) == "edited title":
                     break
             except OSError:
                 pass  # restarting

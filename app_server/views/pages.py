@@ -7,11 +7,13 @@ from urllib.parse import urljoin, urlsplit
 
 from bokeh.core.templates import AUTOLOAD_JS
 from bokeh.embed.bundle import Script, bundle_for_objs_and_resources
-from bokeh.embed.elements import script_for_render_items
+from bokeh.embed.elements import html_page_for_render_items, script_for_render_items
 from bokeh.embed.server import server_html_page_for_session
 from bokeh.embed.util import RenderItem
 from bokeh.resources import Resources
 from bokeh.util.paths import server_path
+from bokeh.util.serialization import make_globally_unique_css_safe_id
+from bokeh.util.token import get_session_id
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -21,7 +23,7 @@ from starlette.responses import (
     Response,
 )
 
-from .sessions import session_for_request
+from .sessions import session_for_request, token_for_request
 from .static import versioned
 
 if TYPE_CHECKING:
@@ -44,6 +46,15 @@ def resources(server: AppServer, request: Request, absolute_url: str | None = No
 
 
 async def page(request: Request, *, server: AppServer, context: AppContext) -> Response:
+    """The app's page. Unless the page is rendered from the document (a custom template, or
+    a session that already exists), no app code runs here: the session is created when the
+    page's websocket connects, so a fetch that never connects (a crawler, a probe) costs a
+    token, and with several workers the app code runs once per tab, where the socket lands.
+    """
+    if not context.page_needs_document:
+        token = await token_for_request(server, context, request)
+        if get_session_id(token) not in context.sessions:
+            return HTMLResponse(_page_for_token(token, resources(server, request)))
     session = await session_for_request(server, context, request)
     document = session.document
     html = server_html_page_for_session(
@@ -54,6 +65,15 @@ async def page(request: Request, *, server: AppServer, context: AppContext) -> R
         template_variables=document.template_variables,
     )
     return HTMLResponse(html)
+
+
+def _page_for_token(token: str, page_resources: Resources) -> str:
+    """Bokeh's standard page with one element that BokehJS fills once the session exists."""
+    render_item = RenderItem(
+        token=token, elementid=make_globally_unique_css_safe_id(), use_for_title=True
+    )
+    bundle = bundle_for_objs_and_resources(None, page_resources)
+    return html_page_for_render_items(bundle, {}, [render_item], None)
 
 
 _CORS = {

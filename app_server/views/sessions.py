@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any
 
-from bokeh.util.token import get_token_payload
+from bokeh.util.token import get_session_id, get_token_payload
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..server import AppServer
     from ..session import ServerSession
 
-__all__ = ["session_for_request"]
+__all__ = ["session_for_request", "token_for_request"]
 
 
 def _requested(request: Request) -> tuple[str | None, str | None]:
@@ -38,10 +38,12 @@ async def _process_request(context: AppContext, request: Request) -> dict[str, A
     return await extra if inspect.isawaitable(extra) else extra
 
 
-async def session_for_request(
-    server: AppServer, context: AppContext, request: Request
-) -> ServerSession:
-    """The session named by ``bokeh-token``/``bokeh-session-id``, or a new one."""
+async def token_for_request(server: AppServer, context: AppContext, request: Request) -> str:
+    """The token of the session a page or autoload request asks for; no app code runs.
+
+    A new token carries the request (arguments, filtered headers and cookies, and what the
+    app's ``process_request`` adds), so any worker can create the session from it.
+    """
     settings = server.settings
     token, session_id = _requested(request)
     if token is None:
@@ -58,8 +60,16 @@ async def session_for_request(
         raise HTTPException(403, f"invalid token or session id: {check.problem}")
     if check.expired and check.session_id not in context.sessions:
         raise HTTPException(403, "the token has expired; reload the page for a new session")
+    return token
+
+
+async def session_for_request(
+    server: AppServer, context: AppContext, request: Request
+) -> ServerSession:
+    """The session a request asks for, created (its app code run) if it does not exist yet."""
+    token = await token_for_request(server, context, request)
     session_request = SessionRequest.from_payload(request, get_token_payload(token))
     try:
-        return await context.create_session_if_needed(check.session_id, token, session_request)
+        return await context.create_session_if_needed(get_session_id(token), token, session_request)
     except SessionCreationError as exc:
         raise HTTPException(500, str(exc).splitlines()[0]) from exc

@@ -47,10 +47,7 @@ async def _open_session(
     # query, cookies and headers stand in, as in Bokeh
     payload = {**request_payload(websocket, server.settings), **get_token_payload(accept.token)}
     request = SessionRequest.from_payload(websocket, payload)
-    try:
-        return await context.create_session_if_needed(accept.session_id, accept.token, request)
-    except SessionCreationError as exc:
-        return Reject(500, str(exc).splitlines()[0])
+    return await context.create_session_if_needed(accept.session_id, accept.token, request)
 
 
 async def websocket_endpoint(
@@ -63,10 +60,17 @@ async def websocket_endpoint(
         subprotocols=websocket.scope.get("subprotocols", []),
         settings=server.settings,
     )
-    if isinstance(decision, Accept):
-        opened = await _open_session(server, context, websocket, decision)
-    else:
-        opened = decision
+    try:
+        opened = (
+            await _open_session(server, context, websocket, decision)
+            if isinstance(decision, Accept)
+            else decision
+        )
+    except SessionCreationError as exc:
+        # the app code failed: say so in the close reason, which BokehJS logs
+        await websocket.accept(subprotocol="bokeh")
+        await websocket.close(CloseCode.INTERNAL_ERROR, str(exc).splitlines()[0][:120])
+        return
     if isinstance(opened, Reject):
         server.metrics.websocket_refused += 1
         log.warning("app %s: refused a websocket: %s", context.name, opened.reason)
