@@ -6,20 +6,22 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .applications import AppTarget, normalize_routes
+from .security import SecurityHeaders, XSRFProtected
 from .server import AppServer, ServerState
 from .settings import Settings
 from .views import health, pages
 from .views.static import CachedStaticFiles, bokehjs_static
 from .views.ws import no_such_app, websocket_endpoint
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "mounted_lifespan"]
 
 
 def create_app(
@@ -49,6 +51,7 @@ def create_app(
 
     app = Starlette(routes=_routes(server), lifespan=lifespan)
     app.state.server = server
+    app.add_middleware(SecurityHeaders, settings=settings)
     app.add_middleware(_StartOnFirstRequest, server=server)
     return app
 
@@ -80,6 +83,16 @@ def _routes(server: AppServer) -> list[BaseRoute]:
         ("/favicon.ico", pages.favicon),
     ):
         routes.append(Route(prefix + path, partial(view, server=server)))
+    auth = server.auth
+    for url, handler in (
+        (auth.login_url, auth.login_handler),
+        (auth.logout_url, auth.logout_handler),
+    ):
+        if url and handler and url.startswith("/"):
+            route = Route(prefix + url, handler, methods=["GET", "POST"])
+            if server.settings.xsrf_cookies:
+                route = Route(prefix + url, XSRFProtected(route))
+            routes.append(route)
     routes.append(WebSocketRoute("/{path:path}", no_such_app))
     if "/" not in server.contexts and not server.settings.disable_index:
         index = partial(pages.index, server=server)
@@ -89,8 +102,45 @@ def _routes(server: AppServer) -> list[BaseRoute]:
     return routes
 
 
+class mounted_lifespan:
+    """The startup and shutdown of app_server apps mounted in a host that owns the lifespan.
+
+    Starlette and FastAPI send lifespan events to the host app only, never to mounted apps,
+    so a mounted app_server would run ``on_server_loaded`` on its first request and
+    ``on_server_unloaded`` never. Give the host this lifespan (one line)::
+
+        dash = create_app({...})
+        api = FastAPI(lifespan=mounted_lifespan(dash))
+        api.mount("/dash", dash)
+
+    or enter it from the host's own lifespan: ``async with mounted_lifespan(dash): ...``.
+    Each hook runs exactly once per process, however many ways the server is started.
+    """
+
+    def __init__(self, *apps: Starlette) -> None:
+        self.servers: list[AppServer] = [app.state.server for app in apps]
+
+    def __call__(self, host: object) -> Self:
+        """As a Starlette/FastAPI ``lifespan=``: called with the host app."""
+        return self
+
+    async def __aenter__(self) -> None:
+        for server in self.servers:
+            await server.startup()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for server in reversed(self.servers):
+            await server.shutdown()
+
+
 class _StartOnFirstRequest:
-    """Run the startup hooks before the first request when no lifespan did (a mounted app)."""
+    """Run the startup hooks before the first request when no lifespan did (a mounted app);
+    refuse new websockets (1001) once the server is shutting down."""
 
     def __init__(self, app: ASGIApp, server: AppServer) -> None:
         self.app = app
@@ -99,4 +149,7 @@ class _StartOnFirstRequest:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan" and self.server.state is ServerState.NEW:
             await self.server.startup()
+        if scope["type"] == "websocket" and self.server.draining:
+            await send({"type": "websocket.close", "code": 1001, "reason": "shutting down"})
+            return
         await self.app(scope, receive, send)

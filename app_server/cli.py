@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -23,6 +25,7 @@ from .app import create_app
 from .applications import routes_for_paths
 from .exceptions import ConfigurationError
 from .logs import LogFormat, logging_config
+from .server import AppServer
 from .settings import LogLevel, Settings
 
 __all__ = ["app_from_environment", "main"]
@@ -86,6 +89,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--websocket-max-message-size", type=int, metavar="BYTES")
     serve.add_argument("--num-threads", type=int, help="threads for unlocked callbacks (default 4)")
+    serve.add_argument(
+        "--auth-module", metavar="PATH", help="a Bokeh auth module (get_user, login_url...)"
+    )
+    serve.add_argument(
+        "--cookie-secret", metavar="SECRET", help="signs cookies (get_secure_cookie)"
+    )
+    serve.add_argument(
+        "--enable-xsrf-cookies",
+        dest="xsrf_cookies",
+        action="store_true",
+        help="login/logout POSTs must echo the _xsrf cookie",
+    )
+    serve.add_argument("--max-sessions-per-app", type=int, metavar="N")
+    serve.add_argument("--max-sessions-per-client", type=int, metavar="N")
+    serve.add_argument(
+        "--outbound-queue-size",
+        type=int,
+        metavar="MESSAGES",
+        help="messages a client may lag behind before it is disconnected",
+    )
     for name in ("include-headers", "exclude-headers", "include-cookies", "exclude-cookies"):
         serve.add_argument(f"--{name}", nargs="+", metavar="NAME")
     return parser
@@ -160,8 +183,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = app
     if args.show:
         _open_when_up(settings, sorted(routes))
-    uvicorn.run(target, **options)
-    return 0
+    if target is not app:
+        uvicorn.run(target, **options)
+        return 0
+    server = _GracefulServer(uvicorn.Config(app, **options), app.state.server)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it handled
+        server.run()
+    return 0 if server.started else 3  # uvicorn's exit status for a failed startup
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn's server, but told to stop (SIGTERM, SIGINT) it first stops listening and closes
+    app_server's websockets with 1001; uvicorn itself would close them with 1012, and run the
+    lifespan shutdown (session and server unload hooks) only after that."""
+
+    def __init__(self, config: uvicorn.Config, app_server: AppServer) -> None:
+        super().__init__(config)
+        self.app_server = app_server
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for listener in self.servers:
+            listener.close()
+        await self.app_server.drain()
+        await super().shutdown(sockets)
 
 
 def _watch_dir(path: str) -> str:

@@ -30,7 +30,7 @@ from bokeh.util.token import get_token_payload
 
 from .callbacks import CallbackScheduler
 from .compat import has_custom_template
-from .exceptions import SessionError
+from .exceptions import SessionError, SessionLimitError
 from .metrics import Metrics
 from .requests import SessionRequest
 from .session import ServerSession
@@ -173,6 +173,12 @@ class AppSessionContext(SessionContext):
     def logout_url(self) -> str | None:
         return self._logout_url
 
+    @property
+    def user(self) -> str | None:
+        """The authenticated user (auth module or ASGI middleware), if any."""
+        user = self.token_payload.get("user")
+        return None if user is None else str(user)
+
     async def with_locked_document(self, func: Callable[[Document], Awaitable[None] | None]) -> Any:
         if self._session is None:
             return await _maybe_await(func(self._document))
@@ -194,6 +200,8 @@ class AppContext:
         executor: Executor | None = None,
         logout_url: str | None = None,
         metrics: Metrics | None = None,
+        max_sessions: int | None = None,
+        max_sessions_per_client: int | None = None,
     ) -> None:
         self.name = name
         self.metrics = metrics or Metrics()
@@ -207,6 +215,8 @@ class AppContext:
         self.logout_url = logout_url
         self.server_context = AppServerContext(self)
         self.page_needs_document = has_custom_template(application)
+        self.max_sessions = max_sessions
+        self.max_sessions_per_client = max_sessions_per_client
         self.sessions: dict[str, ServerSession] = {}
         self._contexts: dict[str, AppSessionContext] = {}
         self._pending: dict[str, asyncio.Future[ServerSession]] = {}
@@ -247,6 +257,7 @@ class AppContext:
             return self.sessions[session_id]
         if session_id in self._pending:
             return await asyncio.shield(self._pending[session_id])
+        self._check_limits(request)
         future: asyncio.Future[ServerSession] = asyncio.get_running_loop().create_future()
         self._pending[session_id] = future
         try:
@@ -260,6 +271,26 @@ class AppContext:
             return session
         finally:
             del self._pending[session_id]
+
+    def _check_limits(self, request: SessionRequest | None) -> None:
+        held = len(self.sessions) + len(self._pending)
+        if self.max_sessions is not None and held >= self.max_sessions:
+            raise SessionLimitError(
+                f"the application {self.name} holds its limit of {self.max_sessions} sessions; "
+                "try again later",
+                503,
+            )
+        client = request.remote_ip if request is not None else None
+        limit = self.max_sessions_per_client
+        if limit is not None and client is not None:
+            mine = sum(
+                1 for c in self._contexts.values() if c.request and c.request.remote_ip == client
+            )
+            if mine >= limit:
+                raise SessionLimitError(
+                    f"{client} already holds {limit} sessions of {self.name}; close some tabs",
+                    429,
+                )
 
     async def _create_session(
         self, session_id: str, token: str, request: SessionRequest | None

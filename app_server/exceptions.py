@@ -3,12 +3,19 @@
 AppServerError
  ├── ConfigurationError   settings or an application that cannot be used as given
  ├── SessionError         a session that does not exist or was already discarded
+ │    └── SessionLimitError   too many sessions for the app or for one client address
  └── DocumentAccessError  a document touched from the wrong thread or without its lock
 """
 
 from __future__ import annotations
 
-__all__ = ["AppServerError", "ConfigurationError", "DocumentAccessError", "SessionError"]
+__all__ = [
+    "AppServerError",
+    "ConfigurationError",
+    "DocumentAccessError",
+    "SessionError",
+    "SessionLimitError",
+]
 
 
 class AppServerError(Exception):
@@ -21,6 +28,14 @@ class ConfigurationError(AppServerError, ValueError):
 
 class SessionError(AppServerError):
     """The session is unknown or already discarded."""
+
+
+class SessionLimitError(SessionError):
+    """A new session would exceed a configured limit; ``status`` is the HTTP answer."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class DocumentAccessError(AppServerError, RuntimeError):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import HTTPConnection
 
+from .auth import AuthProvider, load_auth_module
 from .contexts import AppContext
 from .metrics import Metrics
 from .protocol import CloseCode
@@ -51,6 +52,13 @@ def release_memory() -> None:
     _malloc_trim()()
 
 
+def _auth_provider(settings: Settings) -> AuthProvider:
+    secret = settings.cookie_secret.get_secret_value() if settings.cookie_secret else None
+    if settings.auth_module:
+        return load_auth_module(settings.auth_module, secret)
+    return AuthProvider(cookie_secret=secret)
+
+
 class ServerState(enum.Enum):
     NEW = "new"
     STARTED = "started"
@@ -63,9 +71,21 @@ class AppServer:
     def __init__(self, applications: dict[str, Application], settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.auth = _auth_provider(settings)
         self.executor = ThreadPoolExecutor(settings.num_threads, thread_name_prefix="app_server")
+        logout_url = self.auth.logout_url
+        if logout_url and logout_url.startswith("/"):
+            logout_url = settings.prefix + logout_url
         self.contexts = {
-            route: AppContext(route, application, executor=self.executor, metrics=self.metrics)
+            route: AppContext(
+                route,
+                application,
+                executor=self.executor,
+                metrics=self.metrics,
+                logout_url=logout_url,
+                max_sessions=settings.max_sessions_per_app,
+                max_sessions_per_client=settings.max_sessions_per_client,
+            )
             for route, application in applications.items()
         }
         self.connections: set[Connection] = set()
@@ -73,6 +93,7 @@ class AppServer:
             loader=PackageLoader("app_server", "templates"), autoescape=select_autoescape()
         )
         self.state = ServerState.NEW
+        self.draining = False  # shutting down: new websockets are refused
         self._start_lock = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
         self._collect_timer: asyncio.TimerHandle | None = None
@@ -113,11 +134,7 @@ class AppServer:
             self._reaper.cancel()
         if self._collect_timer is not None:
             self._collect_timer.cancel()
-        closing = [c.close(CloseCode.GOING_AWAY, "server shutting down") for c in self.connections]
-        if closing:
-            await asyncio.wait_for(
-                asyncio.gather(*closing, return_exceptions=True), SHUTDOWN_TIMEOUT
-            )
+        await self.drain()
         for context in self.contexts.values():
             try:
                 await asyncio.wait_for(context.discard_all(), SHUTDOWN_TIMEOUT)
@@ -126,6 +143,23 @@ class AppServer:
             await context.on_server_unloaded()
         self.executor.shutdown(wait=False, cancel_futures=True)
         log.info("app_server stopped")
+
+    async def drain(self) -> None:
+        """Refuse new websockets and close the open ones with 1001 (going away).
+
+        ``shutdown`` starts with this; ``app-server serve`` calls it as soon as it is told to
+        stop, before uvicorn would close the websockets itself (with 1012) and only then run
+        the lifespan shutdown.
+        """
+        self.draining = True
+        closing = [c.close(CloseCode.GOING_AWAY, "server shutting down") for c in self.connections]
+        if closing:
+            try:
+                await asyncio.wait_for(
+                    asyncio.gather(*closing, return_exceptions=True), SHUTDOWN_TIMEOUT
+                )
+            except TimeoutError:
+                log.error("closing %d websockets timed out", len(closing))
 
     def session_disconnected(self, context: AppContext, session: ServerSession) -> None:
         """The last websocket of a session closed: discard it after a short grace period."""

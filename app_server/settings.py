@@ -67,6 +67,29 @@ class Settings(BaseSettings):
     )
     num_threads: int = Field(4, gt=0, description="threads of the executor for unlocked callbacks")
 
+    max_sessions_per_app: int | None = Field(
+        None, gt=0, description="sessions an app may hold; more are refused with 503"
+    )
+    max_sessions_per_client: int | None = Field(
+        None, gt=0, description="sessions one client address may hold; more are refused with 429"
+    )
+
+    auth_module: str | None = Field(None, validation_alias=_env("auth_module", "BOKEH_AUTH_MODULE"))
+    cookie_secret: SecretStr | None = Field(
+        None, validation_alias=_env("cookie_secret", "BOKEH_COOKIE_SECRET")
+    )
+    xsrf_cookies: bool = Field(
+        False,
+        validation_alias=_env("xsrf_cookies", "BOKEH_XSRF_COOKIES"),
+        description="require the _xsrf cookie's value with POSTs to login and logout handlers",
+    )
+    security_headers: bool = True
+    content_security_policy: str = (
+        "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'self'"
+    )
+
     include_headers: _StrList | None = None
     exclude_headers: _StrList | None = None
     include_cookies: _StrList | None = None

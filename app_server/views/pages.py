@@ -23,7 +23,7 @@ from starlette.responses import (
     Response,
 )
 
-from .sessions import session_for_request, token_for_request
+from .sessions import authenticated_user, session_for_request, token_for_request
 from .static import versioned
 
 if TYPE_CHECKING:
@@ -118,6 +118,7 @@ async def autoload(request: Request, *, server: AppServer, context: AppContext) 
 
 
 async def metadata(request: Request, *, server: AppServer, context: AppContext) -> Response:
+    await authenticated_user(server, request)
     data = context.application.metadata
     if callable(data):
         data = data()

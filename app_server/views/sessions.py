@@ -9,7 +9,9 @@ from bokeh.util.token import get_session_id, get_token_payload
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from ..auth import unauthenticated
 from ..contexts import SessionCreationError
+from ..exceptions import SessionLimitError
 from ..requests import SessionRequest, request_payload
 from ..tokens import check_token, new_session_id, new_token
 
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
     from ..server import AppServer
     from ..session import ServerSession
 
-__all__ = ["session_for_request", "token_for_request"]
+__all__ = ["authenticated_user", "session_for_request", "token_for_request"]
 
 
 def _requested(request: Request) -> tuple[str | None, str | None]:
@@ -38,6 +40,15 @@ async def _process_request(context: AppContext, request: Request) -> dict[str, A
     return await extra if inspect.isawaitable(extra) else extra
 
 
+async def authenticated_user(server: AppServer, request: Request) -> str | None:
+    """The user; with an auth module and nobody logged in, off to the login page."""
+    user = await server.auth.user(request)
+    if user is None and server.auth.enabled:
+        response = unauthenticated(server.auth, request, server.settings.prefix)
+        raise HTTPException(response.status_code, headers=dict(response.headers))
+    return user
+
+
 async def token_for_request(server: AppServer, context: AppContext, request: Request) -> str:
     """The token of the session a page or autoload request asks for; no app code runs.
 
@@ -45,6 +56,7 @@ async def token_for_request(server: AppServer, context: AppContext, request: Req
     app's ``process_request`` adds), so any worker can create the session from it.
     """
     settings = server.settings
+    user = await authenticated_user(server, request)
     token, session_id = _requested(request)
     if token is None:
         if session_id is None:
@@ -53,6 +65,8 @@ async def token_for_request(server: AppServer, context: AppContext, request: Req
             session_id = new_session_id(settings)
         payload = request_payload(request, settings)
         payload.update(await _process_request(context, request))
+        if user is not None:
+            payload["user"] = user
         token = new_token(session_id, settings, payload)
 
     check = check_token(token, settings)
@@ -71,5 +85,7 @@ async def session_for_request(
     session_request = SessionRequest.from_payload(request, get_token_payload(token))
     try:
         return await context.create_session_if_needed(get_session_id(token), token, session_request)
+    except SessionLimitError as exc:
+        raise HTTPException(exc.status, str(exc)) from exc
     except SessionCreationError as exc:
         raise HTTPException(500, str(exc).splitlines()[0]) from exc

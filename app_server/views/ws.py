@@ -12,6 +12,7 @@ from starlette.websockets import WebSocket
 from .. import protocol
 from ..connection import Connection
 from ..contexts import SessionCreationError
+from ..exceptions import SessionLimitError
 from ..handshake import Accept, Reject, check_handshake
 from ..protocol import CloseCode, ProtocolViolation, Receiver
 from ..requests import SessionRequest, request_payload
@@ -37,6 +38,13 @@ async def _refuse(websocket: WebSocket, reject: Reject) -> None:
 async def _open_session(
     server: AppServer, context: AppContext, websocket: WebSocket, accept: Accept
 ) -> ServerSession | Reject:
+    payload = get_token_payload(accept.token)
+    if server.auth.enabled:
+        user = await server.auth.user(websocket)
+        if user is None:
+            return Reject(403, "log in before opening this application")
+        if payload.get("user") not in (None, user):
+            return Reject(403, "this session belongs to another user")
     if accept.expired and accept.session_id not in context.sessions:
         return Reject(
             403,
@@ -45,8 +53,9 @@ async def _open_session(
         )
     # a page's token carries its request; a client's token may not: then the websocket's own
     # query, cookies and headers stand in, as in Bokeh
-    payload = {**request_payload(websocket, server.settings), **get_token_payload(accept.token)}
-    request = SessionRequest.from_payload(websocket, payload)
+    request = SessionRequest.from_payload(
+        websocket, {**request_payload(websocket, server.settings), **payload}
+    )
     return await context.create_session_if_needed(accept.session_id, accept.token, request)
 
 
@@ -66,6 +75,8 @@ async def websocket_endpoint(
             if isinstance(decision, Accept)
             else decision
         )
+    except SessionLimitError as exc:
+        opened = Reject(exc.status, str(exc))
     except SessionCreationError as exc:
         # the app code failed: say so in the close reason, which BokehJS logs
         await websocket.accept(subprotocol="bokeh")
