@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import bokeh
 import bokeh.io.doc
 
+from .ownership import RELEASED
+
 if TYPE_CHECKING:
     from bokeh.application import Application
     from bokeh.document import Document
@@ -52,7 +54,7 @@ def _dead() -> None:
     return None
 
 
-def release_document(document: Document, receiver: Any) -> None:
+def release_document(document: Document, receiver: Any, session_id: str) -> None:
     """``Document.destroy`` without its per-document ``gc.collect()``.
 
     Bokeh collects the whole heap for every discarded session, which costs about as
@@ -61,6 +63,8 @@ def release_document(document: Document, receiver: Any) -> None:
     Document" error), so a thread that outlives its session stops instead of leaking.
     """
     document.remove_on_change(receiver)
+    for model in document.models:  # so a reuse in a later session is reported, not silent
+        setattr(model, RELEASED, session_id)
     document._roots = []
     document._session_context = None
     document.callbacks.destroy()

@@ -32,6 +32,7 @@ from .callbacks import CallbackScheduler
 from .compat import has_custom_template
 from .exceptions import SessionError, SessionLimitError
 from .metrics import Metrics
+from .ownership import explain_released_model, explain_shared_model, released_model
 from .requests import SessionRequest
 from .session import ServerSession
 
@@ -305,16 +306,20 @@ class AppContext:
                 await _call_hook(handler.on_session_created, context)
             with patch_curdoc(document):  # function handlers may call curdoc() too
                 self.application.initialize_document(document)
+            failure = _handler_failure(self.application)
         except Exception as exc:
+            failure = f"{type(exc).__name__}: {exc}"
             log.exception(
                 "app %s, session %s: creating the session failed",
                 self.name,
                 session_id,
                 extra={"app": self.name, "session_id": session_id},
             )
-            raise SessionCreationError(f"the application {self.name} failed: {exc}") from exc
-        failure = _handler_failure(self.application)
-        if failure:
+        if failure is None and (reused := released_model(document)) is not None:
+            failure = explain_released_model(reused)
+        if failure is not None:
+            others = (s.document for s in self.sessions.values())
+            failure = explain_shared_model(failure, others) or failure
             log.error(
                 "app %s, session %s: the app code failed: %s",
                 self.name,

@@ -241,4 +241,4 @@ class ServerSession:
             self.release_timer.cancel()
             self.release_timer = None
         self._callbacks.close()
-        release_document(self.document, self)
+        release_document(self.document, self, self.id)

@@ -53,8 +53,11 @@ def test_the_public_api_is_what_all_says() -> None:
             "ConfigurationError",
             "DocumentAccessError",
             "SessionError",
+            "SessionLimitError",
             "Settings",
             "create_app",
+            "load_once",
+            "shared",
         ]
     )
     for name in app_server.__all__:
@@ -62,5 +65,5 @@ def test_the_public_api_is_what_all_says() -> None:
 
 
 def test_every_error_has_one_root() -> None:
-    for name in ("ConfigurationError", "DocumentAccessError", "SessionError"):
+    for name in ("ConfigurationError", "DocumentAccessError", "SessionError", "SessionLimitError"):
         assert issubclass(getattr(app_server, name), app_server.AppServerError)
