@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+from bokeh.core.serialization import Serializer
 from bokeh.document import Document
 from bokeh.document.callbacks import invoke_with_curdoc
 from bokeh.document.events import DocumentPatchedEvent
@@ -109,9 +110,21 @@ class TestSession:
         await self.settle()
 
     async def trigger(self, name: str, event: Event | Callable[[Model], Event]) -> None:
-        """Send a UI event for the named model (``ButtonClick`` or a factory taking the model)."""
-        model = self.model(name)
-        self.document.callbacks.send_event(event(model) if callable(event) else event)
+        """Send a UI event for the named model, with every field BokehJS would send.
+
+        ``event`` is an event or a factory taking the model, e.g. ``ButtonClick`` or
+        ``lambda plot: Tap(plot, x=1, y=2)``.
+        """
+        if callable(event) and not isinstance(event, Event):
+            event = event(self.model(name))
+        values = {k: v for k, v in vars(event).items() if not k.startswith("_")}
+        serializer = Serializer(references=self.document.models.synced_references)
+        data = {"type": "event", "name": event.event_name, "values": serializer.encode(values)}
+        sent = {"kind": "MessageSent", "msg_type": "bokeh_event", "msg_data": data}
+        message = protocol.make_message(
+            protocol.PATCH_DOC, {"events": [sent]}, buffers=serializer.buffers
+        )
+        self._outbox.append(message)
         await self.flush()
         await self.settle()
 
