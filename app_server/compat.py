@@ -14,7 +14,13 @@ if TYPE_CHECKING:
     from bokeh.application import Application
     from bokeh.document import Document
 
-__all__ = ["BOKEH_VERSION", "has_custom_template", "release_document", "use_thread_local_curdoc"]
+__all__ = [
+    "BOKEH_VERSION",
+    "has_custom_template",
+    "lifecycle_hook",
+    "release_document",
+    "use_thread_local_curdoc",
+]
 
 BOKEH_VERSION: tuple[int, ...] = tuple(int(part) for part in bokeh.__version__.split(".")[:2])
 
@@ -81,3 +87,19 @@ def has_custom_template(application: Application) -> bool:
         isinstance(h, DirectoryHandler) and getattr(h, "_template", None) is not None
         for h in application.handlers
     )
+
+
+def lifecycle_hook(handler: Any, name: str) -> Any:
+    """The hook an app defined in its ``server_lifecycle.py`` (or ``app_hooks.py``), or None.
+
+    The server calls it directly, awaiting it if it is a coroutine: bokeh 3.9 returns an
+    async hook's coroutine unawaited, and bokeh 3.10 runs hooks in a worker thread, where an
+    async hook's coroutine is dropped.
+    """
+    from bokeh.application.handlers.lifecycle import LifecycleHandler
+
+    target = getattr(handler, "_lifecycle_handler", handler)
+    if not isinstance(target, LifecycleHandler):
+        return None
+    hook = getattr(target, f"_{name}", None)
+    return None if hook is None or hook.__name__ == "_do_nothing" else hook

@@ -29,7 +29,7 @@ from bokeh.util.serialization import make_id
 from bokeh.util.token import get_token_payload
 
 from .callbacks import CallbackScheduler
-from .compat import has_custom_template
+from .compat import has_custom_template, lifecycle_hook
 from .exceptions import SessionError, SessionLimitError
 from .metrics import Metrics
 from .ownership import explain_released_model, explain_shared_model, released_model
@@ -51,10 +51,15 @@ class SessionCreationError(SessionError):
 
 
 async def _call_hook(hook: Callable[..., Any], *args: Any) -> None:
-    """Call a lifecycle hook and await what it returns (Bokeh drops async hooks' results)."""
+    """Call a hook and await what it returns (Bokeh drops async hooks' results)."""
     result = hook(*args)
     while inspect.isawaitable(result):
         result = await result
+
+
+async def _run_lifecycle(handler: Any, name: str, context: Any) -> None:
+    """Run a handler's lifecycle hook: the app's own function when it has one."""
+    await _call_hook(lifecycle_hook(handler, name) or getattr(handler, name), context)
 
 
 class AppServerContext(ServerContext):
@@ -232,7 +237,7 @@ class AppContext:
     async def on_server_loaded(self) -> None:
         for handler in self.application.handlers:
             try:
-                await _call_hook(handler.on_server_loaded, self.server_context)
+                await _run_lifecycle(handler, "on_server_loaded", self.server_context)
             except Exception:
                 log.exception("app %s: on_server_loaded raised", self.name)
 
@@ -240,7 +245,7 @@ class AppContext:
         self.server_context.close()
         for handler in self.application.handlers:
             try:
-                await _call_hook(handler.on_server_unloaded, self.server_context)
+                await _run_lifecycle(handler, "on_server_unloaded", self.server_context)
             except Exception:
                 log.exception("app %s: on_server_unloaded raised", self.name)
 
@@ -303,7 +308,7 @@ class AppContext:
         document._session_context = weakref.ref(context)
         try:
             for handler in self.application.handlers:
-                await _call_hook(handler.on_session_created, context)
+                await _run_lifecycle(handler, "on_session_created", context)
             with patch_curdoc(document):  # function handlers may call curdoc() too
                 self.application.initialize_document(document)
             failure = _handler_failure(self.application)
@@ -356,7 +361,7 @@ class AppContext:
             return
         for handler in self.application.handlers:
             try:
-                await _call_hook(handler.on_session_destroyed, context)
+                await _run_lifecycle(handler, "on_session_destroyed", context)
             except Exception:
                 log.exception(
                     "app %s, session %s: on_session_destroyed raised", self.name, session.id
