@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import WebSocketException
 
 from app_server import protocol
 from app_server.cli import _parser, settings_from_args
@@ -107,7 +108,7 @@ async def test_dev_mode_reloads_an_edited_app(tmp_path: Path) -> None:
             try:
                 if await document_title(url) == "edited title":
                     break
-            except OSError:
+            except (OSError, WebSocketException):
                 pass  # restarting
             assert time.monotonic() < deadline, server.log()[-2000:]
             time.sleep(0.2)
