@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5006
 PY312 := $(shell PYENV_VERSION=3.12.1 python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null)
 
-.PHONY: install chromium serve test test-312 lint format check bench clean
+.PHONY: install system-deps serve test test-312 lint format check bench clean
 
 install: $(VENV)/.installed
 
@@ -15,17 +15,22 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# Debian's Chromium for the browser tests (never a downloaded browser build).
-chromium:
-	@if [ ! -x /usr/bin/chromium ]; then \
-		if [ "$$(id -u)" != 0 ]; then echo "install Debian's chromium as root: apt-get install chromium"; exit 1; fi; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+# Debian's packages the tests drive: chromium for the browser tests (never a downloaded browser
+# build) and nginx for the reverse-proxy tests (started by the tests on loopback, never as a
+# service). One apt-get update, and only when something is missing.
+system-deps:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "install Debian's packages as root: apt-get install$$missing"; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 serve: install
 	$(BIN)/app-server serve examples/demo.py --port $(PORT)
 
-test: install chromium
+test: install system-deps
 	$(BIN)/python -m pytest
 
 # The bokeh 3.10 leg, on Python 3.12 when pyenv provides it.

@@ -101,7 +101,8 @@ class AppServer:
 
     @property
     def started(self) -> bool:
-        return self.state is ServerState.STARTED
+        """Serving: started, and not yet shutting down (what /readyz reports)."""
+        return self.state is ServerState.STARTED and not self.draining
 
     def public_host(self, conn: HTTPConnection) -> str | None:
         """The host the client addressed (X-Forwarded-Host with --use-xheaders)."""
