@@ -1,6 +1,6 @@
 """app_server: the Bokeh server rebuilt on asyncio and ASGI."""
 
-from .app import create_app
+from .app import create_app, mounted_lifespan
 from .exceptions import (
     AppServerError,
     ConfigurationError,
@@ -20,6 +20,7 @@ __all__ = [
     "Settings",
     "create_app",
     "load_once",
+    "mounted_lifespan",
     "shared",
 ]
 

@@ -30,14 +30,13 @@ def _with_port(host: str, default_port: int = 80) -> str:
     return host if ":" in host.rsplit("]", 1)[-1] else f"{host}:{default_port}"
 
 
-def _match(host: str, pattern: str) -> bool:
-    """Bokeh's host patterns: ``*`` matches any one name part or the port."""
-    host_name, _, host_port = _with_port(host).rpartition(":")
-    pattern = pattern.lower()
-    if ":" in pattern:
-        pattern_name, _, pattern_port = pattern.rpartition(":")
-    else:
-        pattern_name, pattern_port = pattern, "80"
+def _match(host: str, pattern: str, default_port: int) -> bool:
+    """Bokeh's host patterns: ``*`` matches any one name part or the port.
+
+    A host or pattern without a port means the default port of the origin's scheme.
+    """
+    host_name, _, host_port = _with_port(host, default_port).rpartition(":")
+    pattern_name, _, pattern_port = _with_port(pattern, default_port).rpartition(":")
     if pattern_port not in ("*", host_port):
         return False
     if pattern_name == "*":
@@ -50,12 +49,14 @@ def _match(host: str, pattern: str) -> bool:
 
 def origin_allowed(origin: str, host: str | None, allowed: Sequence[str]) -> bool:
     """Same-origin requests always pass; others must match ``--allow-websocket-origin``."""
-    origin_host = urlsplit(origin).netloc.lower()
+    parts = urlsplit(origin)
+    origin_host = parts.netloc.lower()
     if not origin_host:
         return False
-    if host and _with_port(origin_host) == _with_port(host):
+    default_port = 443 if parts.scheme in ("https", "wss") else 80
+    if host and _with_port(origin_host, default_port) == _with_port(host, default_port):
         return True
-    return any(_match(origin_host, pattern) for pattern in allowed)
+    return any(_match(origin_host, pattern, default_port) for pattern in allowed)
 
 
 def check_handshake(

@@ -79,6 +79,7 @@ class ServerSession:
         self.release_timer: asyncio.TimerHandle | None = None
         self._lock_owner: asyncio.Task[Any] | None = None
         self._patch_source: Peer | None = None
+        self._outgoing: list[tuple[DocumentPatchedEvent, Peer | None]] = []
         self._expiration_blocks = 0
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -132,6 +133,7 @@ class ServerSession:
                     yield
                 finally:
                     self._lock_owner = None
+                    self._send_changes()
         finally:
             self._expiration_blocks -= 1
 
@@ -182,11 +184,34 @@ class ServerSession:
 
     def _document_patched(self, event: DocumentPatchedEvent) -> None:
         self._check_access(event)
-        frames = protocol.encode(protocol.patch_doc([event], self.document))
-        skip = self._patch_source if event.setter is self else None
-        for peer in self.connections:
-            if peer is not skip and peer.synced:
-                peer.send(frames)
+        # sent when the lock is released (or before a reply), one message for all of them;
+        # a change that came in from a connection is not echoed back to it
+        self._outgoing.append((event, self._patch_source if event.setter is self else None))
+
+    def _send_changes(self) -> None:
+        """Send the changes made under the lock: each event serialized once for everyone."""
+        if not self._outgoing:
+            return
+        outgoing, self._outgoing = self._outgoing, []
+        peers = [peer for peer in self.connections if peer.synced]
+        if not peers:
+            return
+        serialized = protocol.serialize_events([event for event, _ in outgoing], self.document)
+        sources = {source for _, source in outgoing if source is not None}
+        everything: list[protocol.Frame] | None = None
+        for peer in peers:
+            if peer in sources:  # all but its own changes
+                own = [
+                    s
+                    for s, (_, source) in zip(serialized, outgoing, strict=True)
+                    if source is not peer
+                ]
+                if own:
+                    peer.send(protocol.encode(protocol.patch_of_serialized(own)))
+                continue
+            if everything is None:
+                everything = protocol.encode(protocol.patch_of_serialized(serialized))
+            peer.send(everything)
 
     def _check_access(self, event: DocumentPatchedEvent) -> None:
         if threading.get_ident() != self._loop_thread:
@@ -207,6 +232,7 @@ class ServerSession:
 
     async def pull(self, peer: Peer, message: protocol.Message) -> None:
         async with self.locked():
+            self._send_changes()
             reply = protocol.pull_doc_reply(message.msgid, self.document)
             peer.send(protocol.encode(reply))
             peer.synced = True
@@ -215,6 +241,7 @@ class ServerSession:
         doc_json = protocol.document_of(message)
         async with self.locked():
             invoke_with_curdoc(self.document, lambda: self.document.replace_with_json(doc_json))
+            self._send_changes()  # to the session's other connections: this one has it all
             peer.synced = True
             peer.send(protocol.encode(protocol.ok(message.msgid)))
 
@@ -228,6 +255,7 @@ class ServerSession:
                 )
             finally:
                 self._patch_source = None
+            self._send_changes()  # the callbacks' changes arrive before the reply
             peer.send(protocol.encode(protocol.ok(message.msgid)))
 
     # -- end of life -------------------------------------------------------------------

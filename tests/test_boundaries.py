@@ -57,6 +57,7 @@ def test_the_public_api_is_what_all_says() -> None:
             "Settings",
             "create_app",
             "load_once",
+            "mounted_lifespan",
             "shared",
         ]
     )

@@ -41,12 +41,21 @@ class BokehSocket:
 
     async def request(self, msgtype: str, content: Any = None) -> protocol.Message:
         """Send a message and return the reply that names it (skipping other messages)."""
+        reply, _ = await self.request_collecting(msgtype, content)
+        return reply
+
+    async def request_collecting(
+        self, msgtype: str, content: Any = None
+    ) -> tuple[protocol.Message, list[protocol.Message]]:
+        """Send a message; its reply, and every other message that arrived before it."""
         message = protocol.make_message(msgtype, content)
         await self.send(message)
+        before: list[protocol.Message] = []
         while True:
             reply = await self.receive()
             if reply.reqid == message.msgid:
-                return reply
+                return reply, before
+            before.append(reply)
 
     async def receive(self) -> protocol.Message:
         while True:

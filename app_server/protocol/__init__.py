@@ -9,8 +9,10 @@ from .builders import (
     ok,
     patch_doc,
     patch_of,
+    patch_of_serialized,
     pull_doc_reply,
     push_doc,
+    serialize_events,
     server_info_reply,
 )
 from .message import (
@@ -54,7 +56,9 @@ __all__ = [
     "ok",
     "patch_doc",
     "patch_of",
+    "patch_of_serialized",
     "pull_doc_reply",
     "push_doc",
+    "serialize_events",
     "server_info_reply",
 ]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bokeh import __version__ as bokeh_version
-from bokeh.core.serialization import Serialized, Serializer
+from bokeh.core.serialization import Buffer, Serialized, Serializer
 
 from .message import (
     ERROR,
@@ -29,8 +29,10 @@ __all__ = [
     "ok",
     "patch_doc",
     "patch_of",
+    "patch_of_serialized",
     "pull_doc_reply",
     "push_doc",
+    "serialize_events",
     "server_info_reply",
 ]
 
@@ -72,6 +74,31 @@ def patch_doc(events: Sequence[DocumentPatchedEvent], document: Document) -> Mes
     content = {"events": serializer.encode(list(events))}
     document.models.flush_synced(lambda model: not serializer.has_ref(model))
     return make_message(PATCH_DOC, content, buffers=serializer.buffers)
+
+
+def serialize_events(
+    events: Sequence[DocumentPatchedEvent], document: Document
+) -> list[tuple[Any, list[Buffer]]]:
+    """Each event's serialized form with the buffers it uses, for :func:`patch_of_serialized`.
+
+    The events share one serializer, so a model new to the peer is defined once (at its first
+    use) and referenced afterwards; models already sent go as references.
+    """
+    serializer = Serializer(references=document.models.synced_references)
+    serialized = []
+    for event in events:
+        start = len(serializer._buffers)
+        rep = serializer.encode(event)
+        serialized.append((rep, serializer._buffers[start:]))
+    document.models.flush_synced(lambda model: not serializer.has_ref(model))
+    return serialized
+
+
+def patch_of_serialized(serialized: Sequence[tuple[Any, list[Buffer]]]) -> Message:
+    """One PATCH-DOC carrying events serialized by :func:`serialize_events`."""
+    buffers = [buffer for _, event_buffers in serialized for buffer in event_buffers]
+    content = {"events": [rep for rep, _ in serialized]}
+    return make_message(PATCH_DOC, content, buffers=buffers)
 
 
 def document_of(message: Message) -> Serialized[Any]:

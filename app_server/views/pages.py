@@ -54,7 +54,8 @@ async def page(request: Request, *, server: AppServer, context: AppContext) -> R
     if not context.page_needs_document:
         token = await token_for_request(server, context, request)
         if get_session_id(token) not in context.sessions:
-            return HTMLResponse(_page_for_token(token, resources(server, request)))
+            html = _page_for_token(token, resources(server, request))
+            return HTMLResponse(_with_icon(html, root_url(server, request)))
     session = await session_for_request(server, context, request)
     document = session.document
     html = server_html_page_for_session(
@@ -64,7 +65,14 @@ async def page(request: Request, *, server: AppServer, context: AppContext) -> R
         template=document.template,
         template_variables=document.template_variables,
     )
-    return HTMLResponse(html)
+    return HTMLResponse(_with_icon(html, root_url(server, request)))
+
+
+def _with_icon(html: str, root: str) -> str:
+    """Name this server's icon, so a mounted app's page does not ask the host's /favicon.ico."""
+    if 'rel="icon"' in html or "<head>" not in html:
+        return html
+    return html.replace("<head>", f'<head>\n    <link rel="icon" href="{root}favicon.ico">', 1)
 
 
 def _page_for_token(token: str, page_resources: Resources) -> str:
@@ -99,7 +107,7 @@ async def autoload(request: Request, *, server: AppServer, context: AppContext) 
     element_id = request.query_params.get("bokeh-autoload-element")
     if not element_id:
         return Response("No bokeh-autoload-element query parameter", 400, headers=headers)
-    session = await session_for_request(server, context, request)
+    token = await token_for_request(server, context, request)  # the websocket creates the session
     app_path = request.query_params.get("bokeh-app-path", "/")
     absolute_url = request.query_params.get("bokeh-absolute-url")
     server_url = None
@@ -110,7 +118,7 @@ async def autoload(request: Request, *, server: AppServer, context: AppContext) 
     bundle = bundle_for_objs_and_resources(
         None, resources(server, request, server_url) if with_resources else None
     )
-    render_items = [RenderItem(token=session.token, elementid=element_id, use_for_title=False)]
+    render_items = [RenderItem(token=token, elementid=element_id, use_for_title=False)]
     script = script_for_render_items({}, render_items, app_path=app_path, absolute_url=absolute_url)
     bundle.add(Script(script))
     js = AUTOLOAD_JS.render(bundle=bundle, elementid=element_id)
