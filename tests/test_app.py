@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from html import unescape
+from pathlib import Path
 
 import pytest
 from bokeh.application import Application
@@ -206,3 +207,16 @@ def test_a_page_for_an_existing_session_renders_its_document(client: TestClient)
     assert 'data-root-id="' in html, "the session's roots are on the page"
     server = client.app.state.server  # type: ignore[attr-defined]
     assert list(server.contexts["/hello"].sessions) == ["mine"]
+
+
+def test_a_notebook_without_the_notebook_extra_names_the_extra(tmp_path: Path) -> None:
+    try:
+        import nbformat  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("the notebook extra is installed here")
+    notebook = tmp_path / "app.ipynb"
+    notebook.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    with pytest.raises(ConfigurationError, match=r"app_server\[notebook\]"):
+        create_app({"/nb": notebook})
