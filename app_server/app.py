@@ -61,16 +61,19 @@ def _routes(server: AppServer) -> list[BaseRoute]:
     routes: list[BaseRoute] = []
     for route, context in server.contexts.items():
         base = prefix + ("" if route == "/" else route)
-        bound = {"server": server, "context": context}
-        page = partial(pages.page, **bound)
+        page = partial(pages.page, server=server, context=context)
         routes += [
             Route(base or "/", page, name=f"page:{route}"),
             Route(base + "/", page) if base else Route("/", page),
-            WebSocketRoute(base + "/ws", partial(websocket_endpoint, **bound)),
-            Route(
-                base + "/autoload.js", partial(pages.autoload, **bound), methods=["GET", "OPTIONS"]
+            WebSocketRoute(
+                base + "/ws", partial(websocket_endpoint, server=server, context=context)
             ),
-            Route(base + "/metadata", partial(pages.metadata, **bound)),
+            Route(
+                base + "/autoload.js",
+                partial(pages.autoload, server=server, context=context),
+                methods=["GET", "OPTIONS"],
+            ),
+            Route(base + "/metadata", partial(pages.metadata, server=server, context=context)),
         ]
         static_path = context.application.static_path
         if static_path and os.path.isdir(static_path):
@@ -89,10 +92,10 @@ def _routes(server: AppServer) -> list[BaseRoute]:
         (auth.logout_url, auth.logout_handler),
     ):
         if url and handler and url.startswith("/"):
-            route = Route(prefix + url, handler, methods=["GET", "POST"])
+            auth_route = Route(prefix + url, handler, methods=["GET", "POST"])
             if server.settings.xsrf_cookies:
-                route = Route(prefix + url, XSRFProtected(route))
-            routes.append(route)
+                auth_route = Route(prefix + url, XSRFProtected(auth_route))
+            routes.append(auth_route)
     routes.append(WebSocketRoute("/{path:path}", no_such_app))
     if "/" not in server.contexts and not server.settings.disable_index:
         index = partial(pages.index, server=server)

@@ -11,7 +11,7 @@ import asyncio
 import inspect
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 from bokeh.io.doc import patch_curdoc
@@ -26,7 +26,7 @@ __all__ = ["CallbackScheduler", "Invoker", "run_with_curdoc"]
 
 log = logging.getLogger("app_server.callbacks")
 
-Invoker = Callable[[SessionCallback], Awaitable[None]]
+Invoker = Callable[[SessionCallback], Coroutine[Any, Any, None]]
 
 
 class CallbackScheduler:

@@ -53,7 +53,7 @@ def use_thread_local_curdoc() -> None:
     which is already per thread and per task.
     """
     if isinstance(getattr(bokeh.io.doc, "_PATCHED_CURDOCS", None), list):
-        bokeh.io.doc._PATCHED_CURDOCS = _ThreadLocalStack()  # type: ignore[attr-defined]
+        setattr(bokeh.io.doc, "_PATCHED_CURDOCS", _ThreadLocalStack())  # noqa: B010
 
 
 def _dead() -> None:

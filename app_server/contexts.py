@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from bokeh.application.application import ServerContext, SessionContext
 from bokeh.application.handlers.document_lifecycle import DocumentLifecycleHandler
+from bokeh.core.types import ID
 from bokeh.document import Document
 from bokeh.io.doc import patch_curdoc
 from bokeh.server.callbacks import (
@@ -148,7 +149,7 @@ class AppSessionContext(SessionContext):
         request: SessionRequest | None,
         logout_url: str | None = None,
     ) -> None:
-        super().__init__(server_context, session_id)
+        super().__init__(server_context, ID(session_id))
         self._document = document
         self._token = token
         self._request = request

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from bokeh.core.types import ID
+
 if TYPE_CHECKING:
     from bokeh.document import Document
     from bokeh.model import Model
@@ -68,7 +70,7 @@ def explain_shared_model(failure: str, documents: Iterable[Document]) -> str | N
     kind, model_id = match.groups()
     model = None
     for document in documents:
-        model = document.get_model_by_id(model_id)
+        model = document.get_model_by_id(ID(model_id))
         if model is not None:
             break
     where = _where_defined(model) if model is not None else None

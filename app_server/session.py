@@ -172,7 +172,8 @@ class ServerSession:
         if inspect.iscoroutinefunction(inspect.unwrap(func)):
             await run_with_curdoc(func(), proxy)
         else:
-            await self._loop.run_in_executor(self._executor, invoke_with_curdoc, proxy, func)
+            # invoke_with_curdoc takes the proxy too, whatever its annotation says
+            await self._loop.run_in_executor(self._executor, invoke_with_curdoc, proxy, func)  # type: ignore[arg-type]
 
     def _session_callback_added(self, event: SessionCallbackAdded) -> None:
         self._callbacks.add(event.callback)
@@ -251,7 +252,8 @@ class ServerSession:
             self._patch_source = peer
             try:
                 invoke_with_curdoc(
-                    self.document, lambda: self.document.apply_json_patch(patch_json, setter=self)
+                    self.document,
+                    lambda: self.document.apply_json_patch(patch_json, setter=self),  # type: ignore[arg-type]
                 )
             finally:
                 self._patch_source = None

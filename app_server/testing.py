@@ -25,7 +25,6 @@ from bokeh.document import Document
 from bokeh.document.callbacks import invoke_with_curdoc
 from bokeh.document.events import DocumentPatchedEvent
 from bokeh.events import ButtonClick, Event
-from bokeh.model import Model
 from bokeh.server.callbacks import PeriodicCallback
 from starlette.requests import Request
 
@@ -72,7 +71,8 @@ class TestSession:
         elif message.msgtype == protocol.PATCH_DOC:
             patch = protocol.patch_of(message)
             invoke_with_curdoc(
-                self.document, lambda: self.document.apply_json_patch(patch, setter=self)
+                self.document,
+                lambda: self.document.apply_json_patch(patch, setter=self),  # type: ignore[arg-type]
             )
         elif message.msgtype == protocol.ERROR:
             self.errors.append(message.content.get("text", ""))
@@ -98,10 +98,10 @@ class TestSession:
 
     def model(self, name: str) -> Any:
         """The client-side model with this ``name`` (fails if there is none or several)."""
-        found = self.document.select({"name": name})
+        found = list(self.document.select({"name": name}))
         if len(found) != 1:
             raise LookupError(f"expected one model named {name!r}, found {len(found)}")
-        return next(iter(found))
+        return found[0]
 
     async def set(self, name: str, attr: str, value: Any) -> None:
         """Change a property as a user would (a slider moved, text typed), then settle."""
@@ -109,7 +109,7 @@ class TestSession:
         await self.flush()
         await self.settle()
 
-    async def trigger(self, name: str, event: Event | Callable[[Model], Event]) -> None:
+    async def trigger(self, name: str, event: Event | Callable[[Any], Event]) -> None:
         """Send a UI event for the named model, with every field BokehJS would send.
 
         ``event`` is an event or a factory taking the model, e.g. ``ButtonClick`` or

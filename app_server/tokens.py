@@ -7,6 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from bokeh.core.types import ID
 from bokeh.util.token import (
     check_token_signature,
     generate_jwt_token,
@@ -26,7 +27,7 @@ def new_session_id(settings: Settings) -> str:
 
 def new_token(session_id: str, settings: Settings, payload: dict[str, Any] | None = None) -> str:
     return generate_jwt_token(
-        session_id,
+        ID(session_id),
         secret_key=settings.secret_key_bytes,
         signed=settings.sign_sessions,
         expiration=settings.session_token_expiration,

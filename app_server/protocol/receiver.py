@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bokeh.core.serialization import Buffer
+from bokeh.core.types import ID
 
 from .message import Frame, Message
 
@@ -90,7 +91,7 @@ class Receiver:
                     CloseCode.UNSUPPORTED_DATA, "expected a binary frame for a buffer payload"
                 )
             assert self._buffer_id is not None
-            self._buffers.append(Buffer(self._buffer_id, frame))
+            self._buffers.append(Buffer(ID(self._buffer_id), frame))
             return self._after_part()
         if not isinstance(frame, str):
             return self._fail(

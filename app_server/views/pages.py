@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from bokeh.core.templates import AUTOLOAD_JS
+from bokeh.core.types import ID
 from bokeh.embed.bundle import Script, bundle_for_objs_and_resources
 from bokeh.embed.elements import html_page_for_render_items, script_for_render_items
 from bokeh.embed.server import server_html_page_for_session
@@ -59,7 +60,7 @@ async def page(request: Request, *, server: AppServer, context: AppContext) -> R
     session = await session_for_request(server, context, request)
     document = session.document
     html = server_html_page_for_session(
-        session,  # type: ignore[arg-type]  (needs .token and .document only)
+        session,  # type: ignore[arg-type]  # it reads .token and .document only
         resources=resources(server, request),
         title=document.title,
         template=document.template,
@@ -78,7 +79,7 @@ def _with_icon(html: str, root: str) -> str:
 def _page_for_token(token: str, page_resources: Resources) -> str:
     """Bokeh's standard page with one element that BokehJS fills once the session exists."""
     render_item = RenderItem(
-        token=token, elementid=make_globally_unique_css_safe_id(), use_for_title=True
+        token=token, elementid=ID(make_globally_unique_css_safe_id()), use_for_title=True
     )
     bundle = bundle_for_objs_and_resources(None, page_resources)
     return html_page_for_render_items(bundle, {}, [render_item], None)
@@ -118,7 +119,7 @@ async def autoload(request: Request, *, server: AppServer, context: AppContext) 
     bundle = bundle_for_objs_and_resources(
         None, resources(server, request, server_url) if with_resources else None
     )
-    render_items = [RenderItem(token=token, elementid=element_id, use_for_title=False)]
+    render_items = [RenderItem(token=token, elementid=ID(element_id), use_for_title=False)]
     script = script_for_render_items({}, render_items, app_path=app_path, absolute_url=absolute_url)
     bundle.add(Script(script))
     js = AUTOLOAD_JS.render(bundle=bundle, elementid=element_id)

@@ -36,7 +36,8 @@ def _requested(request: Request) -> tuple[str | None, str | None]:
 
 
 async def _process_request(context: AppContext, request: Request) -> dict[str, Any]:
-    extra = context.application.process_request(SessionRequest.unfiltered(request))
+    request_like = SessionRequest.unfiltered(request)  # what Bokeh's Tornado request offers apps
+    extra = context.application.process_request(request_like)  # type: ignore[arg-type]
     return await extra if inspect.isawaitable(extra) else extra
 
 

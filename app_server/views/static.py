@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bokeh.util.paths import bokehjs_path
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 __all__ = ["CachedStaticFiles", "bokehjs_static", "versioned"]
 
@@ -24,7 +24,7 @@ class CachedStaticFiles(StaticFiles):
             f"public, max-age={ONE_YEAR}, immutable".encode() if versioned_url else b"no-cache"
         )
 
-        async def send_with_cache(message: dict) -> None:  # type: ignore[type-arg]
+        async def send_with_cache(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] in (200, 304):
                 message["headers"] = [
                     *message.get("headers", []),
