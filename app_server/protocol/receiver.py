@@ -101,6 +101,8 @@ class Receiver:
             value = json.loads(frame)
         except ValueError:
             return self._fail(CloseCode.INVALID_DATA, f"the {self.expecting} is not valid JSON")
+        except RecursionError:
+            return self._fail(CloseCode.INVALID_DATA, f"the {self.expecting} is nested too deeply")
         return self._accept_json(value)
 
     def _accept_json(self, value: Any) -> Message | ProtocolViolation | None:

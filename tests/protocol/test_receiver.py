@@ -152,3 +152,11 @@ def test_any_well_formed_message_is_assembled_exactly(content: dict, payloads: l
     assert isinstance(message, Message)
     assert message.content == content
     assert [b.to_bytes() for b in message.buffers] == payloads
+
+
+def test_json_nested_too_deeply_is_a_violation_not_a_crash() -> None:
+    receiver = Receiver()
+    violation = receiver.receive_frame("[" * 100_000)
+    assert isinstance(violation, ProtocolViolation)
+    assert violation.code == CloseCode.INVALID_DATA
+    assert "nested too deeply" in violation.reason
