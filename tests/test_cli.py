@@ -73,7 +73,11 @@ async def test_several_worker_processes_serve_sessions() -> None:
                 reply = await socket.request(protocol.PULL_DOC_REQ)
                 assert reply.content["doc"]["title"] == "app_server demo"
         server.wait_for_log("Started parent process")
-        assert server.log().count("app_server started") == 2, "one app_server per worker"
+        deadline = time.monotonic() + 30  # the second worker may start after the first serves
+        while server.log().count("app_server started") < 2:
+            assert time.monotonic() < deadline, "one app_server per worker"
+            time.sleep(0.1)
+        assert server.log().count("app_server started") == 2
 
 
 async def test_json_logs_carry_session_ids() -> None:
