@@ -250,6 +250,11 @@ class AppContext:
             except Exception:
                 log.exception("app %s: on_server_unloaded raised", self.name)
 
+    def owner(self, session_id: str) -> str | None:
+        """The user who opened the session, if it exists and was opened by a known user."""
+        context = self._contexts.get(session_id)
+        return None if context is None else context.user
+
     def get_session(self, session_id: str) -> ServerSession:
         try:
             return self.sessions[session_id]

@@ -1368,12 +1368,6 @@ async def test_deeply_nested_json_closes_with_an_error_code_and_a_logged_reason(
     assert any("closing the websocket" in line for line in lines), lines
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: on a protocol violation Connection.close() cancels the writer task, so "
-    "replies already queued for the client's earlier, valid messages are dropped (bokeh serve "
-    "delivers them before its close)",
-)
 async def test_replies_queued_before_a_violation_reach_the_client(
     fuzzed_server: RunningServer,
 ) -> None:
@@ -1390,13 +1384,6 @@ async def test_replies_queued_before_a_violation_reach_the_client(
     assert replies == [m.msgid for m in pulls], f"{len(replies)} of 60 replies arrived"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: when uvicorn's websocket layer closes a connection (a frame beyond "
-    "--websocket-max-message-size: 1009; a frame breaking RFC 6455: 1002; invalid UTF-8: "
-    "1007), app_server logs only 'websocket closed' for the session, without the code or reason "
-    "(views/ws.py _read ignores the disconnect event's code)",
-)
 @pytest.mark.parametrize(
     ("frame", "code"),
     [

@@ -199,14 +199,6 @@ def test_the_other_client_of_the_session_keeps_receiving_every_row(
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "the honest client missed rows"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: dropping a slow reader only marks its Connection closed; "
-    "Connection.close() then awaits websocket.close(), which uvicorn holds until the transport "
-    "drains, and a client that never reads never drains it: the websocket, its reader task and "
-    "its session subscription stay until the client reads or uvicorn's keep-alive ping times "
-    "out (~35 s with --keep-alive 1000; never with --keep-alive 0)",
-)
 def test_a_dropped_slow_reader_releases_its_connection_without_reading(
     slow_reader: SlowReaderRun,
 ) -> None:

@@ -627,13 +627,6 @@ def check_traces(result: Traces) -> None:
         assert "Traceback" not in body and 'File "' not in body, (where, body)
 
 
-THEFT_BUG = (
-    "server bug: a page or autoload request naming an existing session (?bokeh-session-id=) "
-    "is answered with that session's own token (views/pages.py page() renders session.token "
-    "once the session exists), and the token carries the owner's request cookies: anyone "
-    "who learns a session id gets its owner's cookies, the login cookie included"
-)
-
 ATTACKS: list[Any] = [
     ("cross-site websocket hijacking (foreign Origin)", foreign_origin,
      refused(403, "--allow-websocket-origin")),
@@ -644,11 +637,8 @@ ATTACKS: list[Any] = [
     ("expired token for a session that is gone", expired_token, refused(403, "expired")),
     ("another user's token (alice's token, mallory's login)", another_users_token,
      refused(403, "another user")),
-    pytest.param(
-        "another user's session id (mallory asks a page for alice's session)",
-        another_users_session_id, check_theft,
-        marks=pytest.mark.xfail(strict=True, reason=THEFT_BUG),
-    ),
+    ("another user's session id (mallory asks a page for alice's session)",
+     another_users_session_id, check_theft),
     ("oversized message (one frame > --websocket-max-message-size)", oversized_frame,
      closes(1009)),
     ("oversized message (frames each under the limit, together over it)", oversized_in_parts,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from bokeh.core.templates import AUTOLOAD_JS
 from bokeh.core.types import ID
+from bokeh.document import Document
 from bokeh.embed.bundle import Script, bundle_for_objs_and_resources
 from bokeh.embed.elements import html_page_for_render_items, script_for_render_items
 from bokeh.embed.server import server_html_page_for_session
@@ -24,7 +26,7 @@ from starlette.responses import (
     Response,
 )
 
-from .sessions import authenticated_user, session_for_request, token_for_request
+from .sessions import authenticated_user, session_for_token, token_for_request
 from .static import versioned
 
 if TYPE_CHECKING:
@@ -52,21 +54,29 @@ async def page(request: Request, *, server: AppServer, context: AppContext) -> R
     page's websocket connects, so a fetch that never connects (a crawler, a probe) costs a
     token, and with several workers the app code runs once per tab, where the socket lands.
     """
-    if not context.page_needs_document:
-        token = await token_for_request(server, context, request)
-        if get_session_id(token) not in context.sessions:
-            html = _page_for_token(token, resources(server, request))
-            return HTMLResponse(_with_icon(html, root_url(server, request)))
-    session = await session_for_request(server, context, request)
+    token = await token_for_request(server, context, request)
+    if get_session_id(token) not in context.sessions and not context.page_needs_document:
+        html = _page_for_token(token, resources(server, request))
+        return HTMLResponse(_with_icon(html, root_url(server, request)))
+    session = await session_for_token(context, request, token)
     document = session.document
     html = server_html_page_for_session(
-        session,  # type: ignore[arg-type]  # it reads .token and .document only
+        _PageSession(token, document),  # type: ignore[arg-type]  # it reads these two only
         resources=resources(server, request),
         title=document.title,
         template=document.template,
         template_variables=document.template_variables,
     )
     return HTMLResponse(_with_icon(html, root_url(server, request)))
+
+
+@dataclass(frozen=True)
+class _PageSession:
+    """What Bokeh's page renderer reads of a session: this request's own token, never the
+    token of whoever opened the session (it carries their cookies)."""
+
+    token: str
+    document: Document
 
 
 def _with_icon(html: str, root: str) -> str:

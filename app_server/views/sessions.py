@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..server import AppServer
     from ..session import ServerSession
 
-__all__ = ["authenticated_user", "session_for_request", "token_for_request"]
+__all__ = ["authenticated_user", "session_for_request", "session_for_token", "token_for_request"]
 
 
 def _requested(request: Request) -> tuple[str | None, str | None]:
@@ -83,9 +83,17 @@ async def session_for_request(
 ) -> ServerSession:
     """The session a request asks for, created (its app code run) if it does not exist yet."""
     token = await token_for_request(server, context, request)
+    return await session_for_token(context, request, token)
+
+
+async def session_for_token(context: AppContext, request: Request, token: str) -> ServerSession:
+    """The token's session, created if needed; another user's session is refused."""
+    session_id = get_session_id(token)
+    if context.owner(session_id) not in (None, get_token_payload(token).get("user")):
+        raise HTTPException(403, "this session belongs to another user")
     session_request = SessionRequest.from_payload(request, get_token_payload(token))
     try:
-        return await context.create_session_if_needed(get_session_id(token), token, session_request)
+        return await context.create_session_if_needed(session_id, token, session_request)
     except SessionLimitError as exc:
         raise HTTPException(exc.status, str(exc)) from exc
     except SessionCreationError as exc:

@@ -26,6 +26,8 @@ __all__ = ["dispatch", "no_such_app", "websocket_endpoint"]
 
 log = logging.getLogger("app_server.ws")
 
+VIOLATION_DRAIN = 5.0  # seconds replies to earlier, valid messages may take before the close
+
 
 async def _refuse(websocket: WebSocket, reject: Reject) -> None:
     """Answer the handshake with an HTTP error where the server can, else close with 1008."""
@@ -39,12 +41,13 @@ async def _open_session(
     server: AppServer, context: AppContext, websocket: WebSocket, accept: Accept
 ) -> ServerSession | Reject:
     payload = get_token_payload(accept.token)
-    if server.auth.enabled:
-        user = await server.auth.user(websocket)
-        if user is None:
-            return Reject(403, "log in before opening this application")
-        if payload.get("user") not in (None, user):
-            return Reject(403, "this session belongs to another user")
+    user = await server.auth.user(websocket)
+    if server.auth.enabled and user is None:
+        return Reject(403, "log in before opening this application")
+    if user is not None and payload.get("user") not in (None, user):
+        return Reject(403, "this token was issued to another user")
+    if context.owner(accept.session_id) not in (None, user or payload.get("user")):
+        return Reject(403, "this session belongs to another user")
     if accept.expired and accept.session_id not in context.sessions:
         return Reject(
             403,
@@ -98,9 +101,12 @@ async def websocket_endpoint(
         "app %s, session %s: websocket opened", context.name, session.id, extra=session.log_extra
     )
     connection.send(protocol.encode(protocol.make_message(protocol.ACK)))
-    try:
-        await _read(connection, Receiver(server.settings.websocket_max_message_size))
-    finally:
+
+    async def detach(close_code: int | None) -> None:
+        """Release the session's side of the connection, once (at close, or when dropped)."""
+        if connection.detached:
+            return
+        connection.detached = True
         server.connections.discard(connection)
         server.metrics.websocket_closed += 1
         session.unsubscribe(connection)
@@ -108,11 +114,19 @@ async def websocket_endpoint(
         await session.notify_connection_lost()
         server.session_disconnected(context, session)
         log.info(
-            "app %s, session %s: websocket closed",
+            "app %s, session %s: websocket closed (code %s)",
             context.name,
             session.id,
+            close_code,
             extra=session.log_extra,
         )
+
+    connection.on_drop = detach
+    close_code: int | None = None
+    try:
+        close_code = await _read(connection, Receiver(server.settings.websocket_max_message_size))
+    finally:
+        await detach(close_code)
 
 
 async def no_such_app(websocket: WebSocket) -> None:
@@ -121,12 +135,13 @@ async def no_such_app(websocket: WebSocket) -> None:
     await _refuse(websocket, Reject(404, f"no Bokeh application at {websocket.url.path}"))
 
 
-async def _read(connection: Connection, receiver: Receiver) -> None:
+async def _read(connection: Connection, receiver: Receiver) -> int | None:
+    """Feed frames to the session until the socket closes; the close code, when known."""
     websocket, metrics = connection.websocket, connection.metrics
     while True:
         event = await websocket.receive()
         if event["type"] == "websocket.disconnect":
-            return
+            return event.get("code")
         frame = event.get("text")
         if frame is None:
             frame = event.get("bytes") or b""
@@ -142,8 +157,8 @@ async def _read(connection: Connection, receiver: Receiver) -> None:
                 result.reason,
                 extra=connection.session.log_extra,
             )
-            await connection.close(result.code, result.reason)
-            return
+            await connection.close(result.code, result.reason, drain=VIOLATION_DRAIN)
+            return int(result.code)
         await dispatch(connection, result)
 
 
