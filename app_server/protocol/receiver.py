@@ -79,7 +79,14 @@ class Receiver:
         """Consume one frame: a complete message, a violation, or ``None`` for "need more"."""
         if self.violation is not None:
             return self.violation
-        self._size += len(frame)
+        size = len(frame)
+        if (
+            isinstance(frame, str)
+            and self._max_size is not None
+            and self._size + 4 * size > self._max_size
+        ):
+            size = len(frame.encode())  # near the limit: count UTF-8 bytes, not characters
+        self._size += size
         if self._max_size is not None and self._size > self._max_size:
             return self._fail(
                 CloseCode.MESSAGE_TOO_BIG,

@@ -125,6 +125,12 @@ async def websocket_endpoint(
     close_code: int | None = None
     try:
         close_code = await _read(connection, Receiver(server.settings.websocket_max_message_size))
+    except Exception:
+        log.exception(
+            "session %s: the websocket reader failed", session.id, extra=session.log_extra
+        )
+        close_code = CloseCode.INTERNAL_ERROR
+        await connection.close(close_code, "internal error")
     finally:
         await detach(close_code)
 

@@ -160,3 +160,11 @@ def test_json_nested_too_deeply_is_a_violation_not_a_crash() -> None:
     assert isinstance(violation, ProtocolViolation)
     assert violation.code == CloseCode.INVALID_DATA
     assert "nested too deeply" in violation.reason
+
+
+def test_the_size_limit_counts_bytes_of_multibyte_text() -> None:
+    receiver = Receiver(max_message_size=100)
+    header = '{"msgid":"1","msgtype":"PATCH-DOC"}'
+    results = feed(receiver, [header, "{}", json.dumps({"x": "é" * 30}, ensure_ascii=False)])
+    assert isinstance(results[-1], ProtocolViolation), "30 characters, 60 bytes of é"
+    assert results[-1].code == CloseCode.MESSAGE_TOO_BIG
