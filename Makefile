@@ -49,5 +49,20 @@ format: install
 check: lint
 	$(BIN)/mypy app_server
 
+# The benchmark of issue 8 (see BENCHMARKS.md): app_server against `bokeh serve` under
+# $(BIN)/python, then again under Python 3.12 (bokeh 3.10) with a BokehASGI column when
+# .venv312 exists or pyenv provides python3.12 (PY312). BENCH_ARGS=--quick: a smoke run.
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+	@if [ ! -x .venv312/bin/python ] && [ -z "$(PY312)" ]; then \
+		echo "no .venv312 and no python3.12: skipping the BokehASGI leg (bokeh 3.10 needs 3.12)"; \
+	else \
+		if [ ! -x .venv312/bin/python ]; then $(MAKE) install PYTHON=$(PY312) VENV=.venv312 || exit 1; fi; \
+		.venv312/bin/python -c 'import app_server' 2>/dev/null \
+			|| .venv312/bin/pip install --quiet -e '.[test]' || exit 1; \
+		echo; echo "== Python 3.12, bokeh 3.10: with BokehASGI =="; \
+		.venv312/bin/python -m bench $(BENCH_ARGS); \
+	fi
+
 clean:
 	rm -rf $(VENV) .venv312 .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,205 @@
+"""The cost floor: what the apps, the page and the serialization cost in-process, with no server.
+
+Run as ``python -m bench.floor [--quick]`` (the bench runs it in a fresh subprocess); it
+prints one JSON object. Times are CPU time (``time.process_time``) per operation; memory is
+the RSS growth per live document, measured first, in this fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bokeh.application import Application
+from bokeh.application.handlers import ScriptHandler
+from bokeh.document import Document
+from bokeh.document.callbacks import invoke_with_curdoc
+from bokeh.embed.server import server_html_page_for_session
+from bokeh.resources import Resources
+from bokeh.util.token import generate_jwt_token, generate_session_id
+
+from app_server import protocol
+
+from .servers import APPS_DIR
+
+__all__ = ["measure_floor"]
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def _application(name: str) -> Application:
+    return Application(ScriptHandler(filename=str(APPS_DIR / f"{name}.py")))
+
+
+def _cpu_ms(func: Callable[[], Any], repeat: int) -> float:
+    """Median CPU milliseconds of ``func()`` over ``repeat`` runs."""
+    samples = []
+    for _ in range(repeat):
+        start = time.process_time()
+        func()
+        samples.append((time.process_time() - start) * 1000)
+    return statistics.median(samples)
+
+
+def document_bytes(app: Application, count: int) -> float:
+    """RSS growth per live document of ``app`` (the document's own memory)."""
+    warm = [app.create_document() for _ in range(2)]
+    for doc in warm:
+        protocol.encode(protocol.pull_doc_reply("m0", doc))
+    del warm
+    gc.collect()
+    before = _rss()
+    docs = [app.create_document() for _ in range(count)]
+    gc.collect()
+    grown = _rss() - before
+    del docs
+    gc.collect()
+    return grown / count
+
+
+class _Session:
+    """What ``server_html_page_for_session`` needs of a session."""
+
+    def __init__(self, document: Document) -> None:
+        self.id = generate_session_id()
+        self.token = generate_jwt_token(self.id, extra_payload={"headers": {}, "cookies": {}})
+        self.document = document
+
+
+class _Receiver:
+    """Stands for the server session that a document dispatches its changes to."""
+
+    def _document_patched(self, event: Any) -> None:
+        pass
+
+
+def _release_without_gc(document: Document, receiver: _Receiver) -> None:
+    """``Document.destroy`` minus its ``gc.collect()`` (bokeh 3.9/3.10 internals)."""
+    document.remove_on_change(receiver)
+    document._roots = []
+    document._session_context = None
+    document.callbacks.destroy()
+    document.models.destroy()
+    document.modules.destroy()  # its leak check runs gc.get_referrers: a whole-heap scan
+
+
+def _with_receiver(document: Document, receiver: _Receiver) -> Document:
+    document.callbacks.on_change_dispatch_to(receiver)
+    return document
+
+
+def measure_floor(quick: bool = False) -> dict[str, float]:
+    small, heavy, stream = _application("small"), _application("heavy"), _application("stream")
+    result: dict[str, float] = {}
+    # Memory first, while this process is fresh.
+    result["small_doc_kb"] = document_bytes(small, 4 if quick else 8) / 1024
+    result["heavy_doc_kb"] = document_bytes(heavy, 2 if quick else 4) / 1024
+
+    repeat = 3 if quick else 5
+    resources = Resources(mode="server", root_url="/")
+    docs: list[Document] = []
+
+    def app_code() -> None:
+        docs.append(small.create_document())
+
+    result["session_app_ms"] = _cpu_ms(app_code, repeat)
+    doc = docs[-1]
+
+    def page() -> None:
+        session = _Session(doc)
+        server_html_page_for_session(
+            session,  # type: ignore[arg-type]
+            resources=resources,
+            title=doc.title,
+            template=doc.template,
+            template_variables=doc.template_variables,
+        )
+
+    result["session_page_ms"] = _cpu_ms(page, repeat)
+    result["session_serialize_ms"] = _cpu_ms(
+        lambda: protocol.encode(protocol.pull_doc_reply("m0", doc)), repeat
+    )
+    result["session_floor_ms"] = (
+        result["session_app_ms"] + result["session_page_ms"] + result["session_serialize_ms"]
+    )
+    # Discarding a session: bokeh's Document.destroy runs a full gc.collect() each time.
+    receiver = _Receiver()
+    to_destroy = [_with_receiver(small.create_document(), receiver) for _ in range(repeat)]
+    result["destroy_gc_ms"] = _cpu_ms(lambda: to_destroy.pop().destroy(receiver), repeat)
+    to_release = [_with_receiver(small.create_document(), receiver) for _ in range(repeat)]
+    result["destroy_nogc_ms"] = _cpu_ms(
+        lambda: _release_without_gc(to_release.pop(), receiver), repeat
+    )
+    result["get_referrers_ms"] = _cpu_ms(lambda: gc.get_referrers(small), repeat)
+    del docs[:-1]
+
+    # One round trip: apply the slider's PATCH-DOC, run the callback, encode its patches.
+    patch_doc = small.create_document()
+    slider = patch_doc.select_one({"name": "slider"})
+    events: list[Any] = []
+    patch_doc.on_change(events.append)
+    counter = iter(range(2, 10**9))
+
+    def round_trip() -> None:
+        value = float(next(counter))
+        content = {
+            "events": [
+                {"kind": "ModelChanged", "model": {"id": slider.id}, "attr": "value", "new": value}
+            ]
+        }
+        incoming = protocol.patch_of(protocol.make_message(protocol.PATCH_DOC, content))
+        events.clear()
+        invoke_with_curdoc(patch_doc, lambda: patch_doc.apply_json_patch(incoming, setter="x"))
+        for event in events:
+            if getattr(event, "setter", None) != "x":
+                protocol.encode(protocol.patch_doc([event], patch_doc))
+
+    n = 50 if quick else 400
+    start = time.process_time()
+    for _ in range(n):
+        round_trip()
+    result["patch_floor_ms"] = (time.process_time() - start) * 1000 / n
+
+    # One streamed point: the periodic callback and the PATCH-DOC it produces.
+    stream_doc = stream.create_document()
+    tick = next(iter(stream_doc.session_callbacks)).callback
+    stream_events: list[Any] = []
+    stream_doc.on_change(stream_events.append)
+
+    def streamed() -> None:
+        stream_events.clear()
+        invoke_with_curdoc(stream_doc, tick)
+        for event in stream_events:
+            protocol.encode(protocol.patch_doc([event], stream_doc))
+
+    n = 100 if quick else 1000
+    start = time.process_time()
+    for _ in range(n):
+        streamed()
+    result["stream_floor_ms"] = (time.process_time() - start) * 1000 / n
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench.floor")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    json.dump(measure_floor(args.quick), sys.stdout)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

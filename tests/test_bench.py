@@ -1,0 +1,45 @@
+"""Smoke test of the benchmark (``make bench``): its quick mode against app_server only.
+
+It checks that the load generator speaks the protocol and that the table holds sane,
+positive numbers; it asserts nothing about speed (the figures live in BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from bench.report import format_report
+from bench.run import Plan, run_bench
+from bench.servers import SERVERS
+
+
+def test_quick_bench_against_app_server() -> None:
+    plan = Plan.quick_plan()
+    plan.floor = False
+    plan.sessions, plan.concurrency = 4, 2
+    plan.rt_sessions, plan.rt_moves = 3, 5
+
+    result = run_bench(plan, [SERVERS["app_server"]], ["creation", "roundtrip"])
+
+    figures = result["medians"]["app_server"]
+    for name in (
+        "creation.sessions_per_s",
+        "creation.latency_p50_ms",
+        "creation.latency_p99_ms",
+        "creation.cpu_per_session_ms",
+        "roundtrip.latency_p50_ms",
+        "roundtrip.latency_p99_ms",
+        "roundtrip.patches_per_s",
+    ):
+        assert math.isfinite(figures[name]) and figures[name] > 0, (name, figures)
+    # /proc counts CPU in 10 ms ticks: a few patches may round to zero, never below.
+    assert figures["roundtrip.cpu_per_patch_ms"] >= 0
+    assert figures["creation.latency_p99_ms"] >= figures["creation.latency_p50_ms"]
+    assert figures["roundtrip.latency_p99_ms"] >= figures["roundtrip.latency_p50_ms"]
+
+    table = format_report(result)
+    row = next(line for line in table.splitlines() if line.startswith("| sessions/s |"))
+    value = float(re.split(r"\s*\|\s*", row)[2].replace(",", ""))
+    assert value > 0
+    assert "| server CPU per patch (ms) |" in table
