@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="login/logout POSTs must echo the _xsrf cookie",
     )
+    serve.add_argument(
+        "--websocket-compression", action="store_true", help="compress websocket messages"
+    )
     serve.add_argument("--max-sessions-per-app", type=int, metavar="N")
     serve.add_argument("--max-sessions-per-client", type=int, metavar="N")
     serve.add_argument(
@@ -168,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "proxy_headers": settings.use_xheaders,
         "forwarded_allow_ips": "*" if settings.use_xheaders else None,
         "timeout_graceful_shutdown": 10,
+        "ws_per_message_deflate": settings.websocket_compression,
     }
     if args.num_procs > 1 or args.dev:
         os.environ.update(_to_environment(settings, routes))

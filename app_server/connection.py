@@ -97,6 +97,7 @@ class Connection:
                     metrics.bytes_out += len(frame)
                 metrics.messages_out += 1
                 queue.task_done()
+                del frames, frame  # an idle connection must not pin its last message
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the peer went away mid-write

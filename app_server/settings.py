@@ -66,6 +66,9 @@ class Settings(BaseSettings):
         1024, gt=0, description="messages a client may lag behind before it is disconnected"
     )
     num_threads: int = Field(4, gt=0, description="threads of the executor for unlocked callbacks")
+    websocket_compression: bool = Field(
+        False, description="offer permessage-deflate (costs CPU per message; off, as in Bokeh)"
+    )
 
     max_sessions_per_app: int | None = Field(
         None, gt=0, description="sessions an app may hold; more are refused with 503"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
 
@@ -46,6 +47,7 @@ async def open_and_close(client: AppTestClient, count: int) -> list[weakref.ref[
     client.sessions.clear()
     del sessions, session, document
     assert await client.server.reap_once(lifetime=0) == count
+    await asyncio.sleep(0)  # the cancelled callback tasks finish and let go of their sessions
     return refs
 
 
