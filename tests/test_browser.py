@@ -18,7 +18,7 @@ from bokeh.embed import server_document, server_session
 from bokeh.models.widgets.markups import Div
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from tests.browser import HostSite, PageErrors, launch_chromium, run_host_site, watch_errors
+from tests.browser import HostSite, PageErrors, run_host_site, watch_errors
 from tests.conftest import EXAMPLES
 from tests.servers import RunningServer, run_app_server
 
@@ -28,23 +28,6 @@ BOKEH_READY = "() => window.Bokeh !== undefined && Bokeh.documents.length == 1"
 
 
 # -- fixtures ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # Module scope, not session scope: see tests/browser.py.
-    with launch_chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh browser profile and tab for each test."""
-    context = browser.new_context()
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
 
 
 @pytest.fixture(scope="module")

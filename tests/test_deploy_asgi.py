@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from bokeh.util.token import get_session_id
 from fastapi import FastAPI
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
@@ -31,7 +31,7 @@ from starlette.types import ASGIApp
 
 from app_server import create_app, protocol
 from app_server.app import mounted_lifespan
-from tests.browser import launch_chromium, watch_errors
+from tests.browser import watch_errors
 from tests.conftest import EXAMPLES, ROOT
 from tests.servers import RunningServer, _run, free_port
 from tests.wsclient import TOKEN, BokehSocket
@@ -189,21 +189,6 @@ def test_without_the_helper_a_mounted_app_starts_on_its_first_request(
 
 
 # -- examples/fastapi_app.py under uvicorn, in Chromium -----------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launch_chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
 
 
 def uvicorn_command(target: str, port: int, *args: str) -> list[str]:
