@@ -61,9 +61,6 @@ class CallbackScheduler:
         for task in self._running:
             task.cancel()
 
-    def __len__(self) -> int:
-        return len(self._handles)
-
     @property
     def busy(self) -> bool:
         """True while a next-tick callback waits or any callback is running."""

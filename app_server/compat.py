@@ -6,7 +6,6 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-import bokeh
 import bokeh.io.doc
 
 from .ownership import RELEASED
@@ -16,14 +15,11 @@ if TYPE_CHECKING:
     from bokeh.document import Document
 
 __all__ = [
-    "BOKEH_VERSION",
     "has_custom_template",
     "lifecycle_hook",
     "release_document",
     "use_thread_local_curdoc",
 ]
-
-BOKEH_VERSION: tuple[int, ...] = tuple(int(part) for part in bokeh.__version__.split(".")[:2])
 
 
 class _ThreadLocalStack(threading.local):

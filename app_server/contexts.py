@@ -255,12 +255,6 @@ class AppContext:
         context = self._contexts.get(session_id)
         return None if context is None else context.user
 
-    def get_session(self, session_id: str) -> ServerSession:
-        try:
-            return self.sessions[session_id]
-        except KeyError:
-            raise SessionError(f"app {self.name} has no session {session_id!r}") from None
-
     async def create_session_if_needed(
         self, session_id: str, token: str, request: SessionRequest | None = None
     ) -> ServerSession:
