@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, help="where to keep the collapsed stacks")
     parser.add_argument("--match", default="", help="only list inclusive frames containing this")
+    parser.add_argument(
+        "--native", action="store_true", help="include C frames (the event loop, encoders)"
+    )
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
@@ -96,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(workloads.round_trip(server, 2, 3, warm))
         asyncio.run(workloads.session_creation(server, 3, 1, warm))
         record = ["record", "-p", str(server.pid), "-r", str(args.rate), "-f", "raw"]
+        if args.native:
+            record.append("--native")
         spy = subprocess.Popen(
-            [py_spy, *record, "-o", str(collapsed), "--nonblocking"],
+            [py_spy, *record, "-o", str(collapsed)] + ([] if args.native else ["--nonblocking"]),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
