@@ -8,7 +8,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bokeh.document.callbacks import invoke_with_curdoc
@@ -23,7 +22,6 @@ from .exceptions import DocumentAccessError
 from .metrics import Metrics
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from concurrent.futures import Executor
 
     from bokeh.document import Document
@@ -122,20 +120,10 @@ class ServerSession:
         """Fire Bokeh's ``connection_lost`` event for the app (under the lock, like any change)."""
         await self.with_document_locked(self.document.callbacks.trigger_event, ConnectionLost())
 
-    @asynccontextmanager
-    async def locked(self) -> AsyncIterator[None]:
-        """Hold the document lock; while held, this task may change the document."""
-        self._expiration_blocks += 1
-        try:
-            async with self.lock:
-                self._lock_owner = asyncio.current_task()
-                try:
-                    yield
-                finally:
-                    self._lock_owner = None
-                    self._send_changes()
-        finally:
-            self._expiration_blocks -= 1
+    def locked(self) -> _Locked:
+        """``async with session.locked():`` hold the document lock; while held, this task may
+        change the document, and the changes go out when it is released."""
+        return _Locked(self)
 
     async def with_document_locked(self, func: Callable[..., Any], *args: Any) -> Any:
         """Run ``func(*args)`` (awaited if it is a coroutine) under the lock, curdoc set."""
@@ -272,3 +260,31 @@ class ServerSession:
             self.release_timer = None
         self._callbacks.close()
         release_document(self.document, self, self.id)
+
+
+class _Locked:
+    """The context of :meth:`ServerSession.locked` (a class: it runs on every callback)."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: ServerSession) -> None:
+        self._session = session
+
+    async def __aenter__(self) -> None:
+        session = self._session
+        session._expiration_blocks += 1
+        try:
+            await session.lock.acquire()
+        except BaseException:
+            session._expiration_blocks -= 1
+            raise
+        session._lock_owner = asyncio.current_task()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        session = self._session
+        session._lock_owner = None
+        try:
+            session._send_changes()
+        finally:
+            session.lock.release()
+            session._expiration_blocks -= 1
