@@ -57,7 +57,7 @@ def _dead() -> None:
     return None
 
 
-def release_document(document: Document, receiver: Any, session_id: str) -> None:
+def release_document(document: Document, on_change: Any, session_id: str) -> None:
     """``Document.destroy`` without its per-document ``gc.collect()``.
 
     Bokeh collects the whole heap for every discarded session, which costs about as
@@ -65,7 +65,7 @@ def release_document(document: Document, receiver: Any, session_id: str) -> None
     Afterwards adding a callback to the document raises (Bokeh's "already-destroyed
     Document" error), so a thread that outlives its session stops instead of leaking.
     """
-    document.remove_on_change(receiver)
+    document.remove_on_change(on_change)
     for model in document.models:  # so a reuse in a later session is reported, not silent
         setattr(model, RELEASED, session_id)
     document._roots = []
