@@ -229,6 +229,26 @@ async def test_a_failing_callback_is_logged_and_the_periodic_one_keeps_running(
     assert server_div(session).text == "still alive"
 
 
+async def test_periodic_callbacks_of_many_sessions_run_together(client: AppTestClient) -> None:
+    """Runs fall on a shared grid, so N sessions cost one wake-up of the loop, not N."""
+    loop = asyncio.get_running_loop()
+    first, second = await client.open_session(), await client.open_session()
+    runs: dict[str, list[float]] = {"first": [], "second": []}
+    added: dict[str, float] = {}
+    for name, session in (("first", first), ("second", second)):
+        added[name] = loop.time()
+        session.server_session.document.add_periodic_callback(
+            partial(lambda n: runs[n].append(loop.time()), name), 50
+        )
+        await asyncio.sleep(0.017)  # the second is added out of phase with the first
+    await first.wait_for(lambda: len(runs["first"]) >= 4 and len(runs["second"]) >= 4)
+    for name, times in runs.items():
+        assert times[0] >= added[name] + 0.05 - 0.002  # never before one period
+    # each run of the second comes in the same pass as a run of the first
+    offsets = [min(abs(a - b) for a in runs["first"]) for b in runs["second"][:3]]
+    assert max(offsets) < 0.005, (runs, offsets)
+
+
 async def test_callbacks_of_a_discarded_session_never_run(client: AppTestClient) -> None:
     session = await client.open_session()
     doc = session.server_session.document
