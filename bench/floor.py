@@ -13,6 +13,7 @@ import json
 import statistics
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -31,14 +32,6 @@ from .servers import APPS_DIR
 __all__ = ["measure_floor"]
 
 
-def _rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
 def _application(name: str) -> Application:
     return Application(ScriptHandler(filename=str(APPS_DIR / f"{name}.py")))
 
@@ -54,17 +47,25 @@ def _cpu_ms(func: Callable[[], Any], repeat: int) -> float:
 
 
 def document_bytes(app: Application, count: int) -> float:
-    """RSS growth per live document of ``app`` (the document's own memory)."""
+    """Memory per live document of ``app``: the Python objects and numpy data it holds.
+
+    Traced by tracemalloc: RSS growth under-counts it (the documents reuse memory that the
+    warm-up freed), which would show as the servers' overhead.
+    """
     warm = [app.create_document() for _ in range(2)]
     for doc in warm:
         protocol.encode(protocol.pull_doc_reply("m0", doc))
     del warm
     gc.collect()
-    before = _rss()
-    docs = [app.create_document() for _ in range(count)]
-    gc.collect()
-    grown = _rss() - before
-    del docs
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        docs = [app.create_document() for _ in range(count)]
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+        del docs
+    finally:
+        tracemalloc.stop()
     gc.collect()
     return grown / count
 

@@ -53,7 +53,7 @@ class Plan:
     mem_rounds: int = 1
     k_small: int = 8
     k_heavy: int = 4
-    waves: int = 5
+    waves: int = 8
     cpu_reaping: workloads.Reaping = field(default_factory=lambda: workloads.Reaping(200, 600))
     mem_reaping: workloads.Reaping = field(default_factory=lambda: workloads.Reaping(100, 300))
     deflate: bool = True

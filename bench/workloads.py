@@ -358,7 +358,7 @@ async def memory_waves(
     *,
     k_small: int,
     k_heavy: int,
-    waves: int = 5,
+    waves: int = 8,
     concurrency: int = 1,
     deflate: bool = True,
 ) -> dict[str, Any]:
@@ -367,7 +367,8 @@ async def memory_waves(
     Each wave opens ``k_small`` small sessions, then ``k_heavy`` heavy ones (all kept open),
     then closes them all and waits for them to be discarded. The first wave is read in
     detail (and releases the heavy sessions first, to see how much of their memory goes
-    back to the OS); the growth per wave is the slope of RSS after waves 2..n.
+    back to the OS); the growth per wave is the slope of RSS after waves 4..n (and, as
+    ``growth_early``, 2..5: the allocator is still settling then, a leak shows in every wave).
 
     RSS per session is the growth over the second half of each batch, divided by its
     sessions: the first half absorbs one-off allocations and the memory that the process
@@ -391,8 +392,12 @@ async def memory_waves(
         into.extend(s for s, _ in opened)
         return at_half, await quiet_rss(0.0)
 
-    warm = await open_sessions(server, "small", 1, 1, deflate)
-    await close_all([s for s, _ in warm], server)
+    # one session of each app first, as the CPU rounds' warm-up does: the heavy app's first
+    # session imports numpy.random (~3.5 MB of extension modules), which is no session's memory
+    warm: list[BenchSession] = []
+    for app in ("small", "heavy"):
+        warm += [s for s, _ in await open_sessions(server, app, 1, 1, deflate)]
+    await close_all(warm, server)
     del warm
     rows = []
     before = await quiet_rss()
@@ -418,14 +423,17 @@ async def memory_waves(
         before = after
     first = rows[0]
     afters = [row[-1] for row in rows]
-    # Wave 1 pays one-off allocations (caches, arenas); growth is the slope over waves 2..n.
-    tail = afters[1:] if len(afters) > 2 else afters
-    slope = _slope(range(len(tail)), tail) if len(tail) > 1 else 0.0
+    per_session = (k_small + k_heavy) * 1024
+    # The first waves pay one-off allocations (caches, arenas, free memory touched for the
+    # first time), which fade out; a leak would not. Growth is the slope over waves 4..n.
+    late = afters[3:] if len(afters) >= 6 else afters[1:] if len(afters) > 2 else afters
+    early = afters[1:5] if len(afters) > 2 else afters
     small_second, heavy_second = k_small - k_small // 2, k_heavy - k_heavy // 2
     return {
         "small_rss_per_session_kb": (first[2] - first[1]) / small_second / 1024,
         "heavy_rss_per_session_kb": (first[4] - first[3]) / heavy_second / 1024,
-        "growth_per_session_per_wave_kb": slope / (k_small + k_heavy) / 1024,
+        "growth_per_session_per_wave_kb": _slope(range(len(late)), late) / per_session,
+        "growth_early_per_session_per_wave_kb": _slope(range(len(early)), early) / per_session,
         # Wave 1: the heavy sessions' memory came fresh from the OS; how much went back.
         "heavy_returned_pct": (first[4] - first[5]) / max(first[4] - first[2], 1) * 100,
         "rss_mb_per_wave": [[round(v / 2**20, 2) for v in row] for row in rows],
