@@ -80,7 +80,8 @@ class Connection:
             return
         self._queue.append(frames)
         if self._writer is None or self._writer.done():
-            self._writer = _start_eagerly(self._write())
+            writer = _start_eagerly(self._write())
+            self._writer = None if writer.done() else writer  # idle: keep no task
 
     def drop(self) -> None:
         """Disconnect a client that does not keep up; nothing waits for it to read."""

@@ -39,7 +39,7 @@ WORKLOADS = ("creation", "memory", "roundtrip", "fanout")
 class Plan:
     """Sizes of every workload; ``Plan.quick()`` is the smoke-test size."""
 
-    rounds: int = 3
+    rounds: int = 5
     sessions: int = 12  # session creation: N
     concurrency: int = 3  # session creation: C
     rt_sessions: int = 20  # round trip: K
@@ -48,7 +48,7 @@ class Plan:
     fo_duration: float = 1.5
     sweep: tuple[int, ...] = (40, 60, 80, 100, 120, 160, 200, 240, 320)
     sweep_duration: float = 1.0
-    sweep_budget: float = 15.0
+    sweep_budget: float = 30.0
     sweep_rounds: int = 1
     mem_rounds: int = 1
     k_small: int = 8
