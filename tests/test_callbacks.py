@@ -222,9 +222,10 @@ async def test_a_failing_callback_is_logged_and_the_periodic_one_keeps_running(
         raise RuntimeError("the app's bug")
 
     with caplog.at_level(logging.ERROR, "app_server"):
-        doc.add_periodic_callback(failing, 10)
+        periodic = doc.add_periodic_callback(failing, 10)
         await session.wait_for(lambda: runs >= 3)
     assert "the app's bug" in caplog.text and session.id in caplog.text
+    doc.remove_periodic_callback(periodic)  # so that it cannot overwrite the change below
     await session.set("div", "text", "still alive")
     assert server_div(session).text == "still alive"
 
