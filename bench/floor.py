@@ -167,11 +167,7 @@ def measure_floor(quick: bool = False) -> dict[str, float]:
             if getattr(event, "setter", None) != "x":
                 protocol.encode(protocol.patch_doc([event], patch_doc))
 
-    n = 50 if quick else 400
-    start = time.process_time()
-    for _ in range(n):
-        round_trip()
-    result["patch_floor_ms"] = (time.process_time() - start) * 1000 / n
+    result["patch_floor_ms"] = _cpu_ms(round_trip, 50 if quick else 400)
 
     # One streamed point: the periodic callback and the PATCH-DOC it produces.
     stream_doc = stream.create_document()
@@ -185,11 +181,7 @@ def measure_floor(quick: bool = False) -> dict[str, float]:
         for event in stream_events:
             protocol.encode(protocol.patch_doc([event], stream_doc))
 
-    n = 100 if quick else 1000
-    start = time.process_time()
-    for _ in range(n):
-        streamed()
-    result["stream_floor_ms"] = (time.process_time() - start) * 1000 / n
+    result["stream_floor_ms"] = _cpu_ms(streamed, 100 if quick else 1000)
     return result
 
 
