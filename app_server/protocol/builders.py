@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bokeh import __version__ as bokeh_version
-from bokeh.core.serialization import Buffer, Ref, Serialized, Serializer
+from bokeh.core.serialization import Buffer, Ref, Serialized
 from bokeh.model import Model
 
 from .message import (
@@ -19,6 +19,7 @@ from .message import (
     Message,
     make_message,
 )
+from .serializer import Serializer, document_json
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -55,7 +56,7 @@ def server_info_reply(reqid: str) -> Message:
 
 
 def _doc_message(msgtype: str, document: Document, reqid: str | None = None) -> Message:
-    serialized = document.to_json()
+    serialized = document_json(document)
     return make_message(
         msgtype, {"doc": serialized.content}, reqid=reqid, buffers=serialized.buffers or ()
     )

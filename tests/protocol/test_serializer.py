@@ -1,0 +1,168 @@
+"""A PULL-DOC is Bokeh's own ``Document.to_json()``, byte for byte, only cheaper to make.
+
+Two documents built the same way get different model ids, so each comparison builds one
+document for Bokeh and one for app_server and numbers the ids in order of appearance.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from bokeh.application import Application
+from bokeh.application.handlers import ScriptHandler
+from bokeh.core.properties import Instance, Int, List, Nullable, Override, Required, String
+from bokeh.core.property.descriptors import UnsetValueError
+from bokeh.document import Document
+from bokeh.models import ColumnDataSource, Div, Model, Slider
+from bokeh.plotting import figure
+from bokeh.settings import settings
+from bokeh.themes import Theme
+
+from app_server import protocol
+
+ROOT = Path(__file__).resolve().parents[2]
+APPS = [
+    ROOT / "bench" / "apps" / "small.py",
+    ROOT / "bench" / "apps" / "stream.py",
+    ROOT / "examples" / "demo.py",
+]
+
+
+class Annotated(Div):
+    """A user's model: an overridden default, a plain property and one made by a function."""
+
+    __implementation__ = None
+    text = Override(default="annotated")
+    label = Nullable(String)
+    marks = List(Int, default=lambda: [1, 2])
+    extra = Nullable(Instance(Div), default=lambda: Div(text="made"))
+    stamp = String(default=lambda: "generated")
+
+
+class NeedsName(Model):
+    name_of = Required(String)
+
+
+def _canonical(frames: list[str | bytes]) -> list[Any]:
+    """The frames after the header, with every id replaced by its order of appearance."""
+    ids: dict[str, str] = {}
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                key: ids.setdefault(item, f"#{len(ids)}")
+                if key == "id" and isinstance(item, str)
+                else walk(item)
+                for key, item in value.items()
+            }
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        return value
+
+    return [walk(json.loads(f)) if isinstance(f, str) else f for f in frames[1:]]
+
+
+def _bokehs(document: Document) -> list[Any]:
+    serialized = document.to_json()
+    message = protocol.make_message(
+        protocol.PULL_DOC_REPLY, {"doc": serialized.content}, reqid="r", buffers=serialized.buffers
+    )
+    return _canonical(protocol.encode(message))
+
+
+def _ours(document: Document) -> list[Any]:
+    return _canonical(protocol.encode(protocol.pull_doc_reply("r", document)))
+
+
+def _assert_same(build: Callable[[], Document]) -> None:
+    theirs, mine = build(), build()
+    assert _ours(mine) == _bokehs(theirs)
+    assert _ours(mine) == _bokehs(theirs)  # and again, once synced
+
+
+@pytest.mark.parametrize("path", APPS, ids=lambda p: p.stem)
+def test_an_apps_document_serializes_as_bokehs(path: Path) -> None:
+    application = Application(ScriptHandler(filename=str(path)))
+    _assert_same(application.create_document)
+
+
+def test_a_document_of_large_numpy_columns_serializes_as_bokehs() -> None:
+    def build() -> Document:
+        rng = np.random.default_rng(0)
+        source = ColumnDataSource(data={name: rng.random(50_000) for name in "xyz"})
+        plot = figure()
+        plot.scatter("x", "y", source=source)
+        document = Document()
+        document.add_root(plot)
+        return document
+
+    _assert_same(build)
+
+
+def test_a_themed_document_serializes_as_bokehs() -> None:
+    theme = Theme(
+        json={
+            "attrs": {
+                "Plot": {"background_fill_color": "#eeeeee", "width": 333},
+                "Title": {"text_font_size": "20px"},
+                "Div": {"styles": {"color": "red"}},
+            }
+        }
+    )
+
+    def build() -> Document:
+        document = Document()
+        document.theme = theme
+        plot = figure(title="themed")
+        plot.line([1, 2, 3], [3, 1, 2])
+        document.add_root(plot)
+        document.add_root(Div(text="x"))
+        return document
+
+    _assert_same(build)
+
+
+def test_user_models_with_overridden_and_generated_defaults_serialize_as_bokehs() -> None:
+    def build() -> Document:
+        document = Document()
+        untouched = Annotated()
+        changed = Annotated(label="set", marks=[3])
+        mutated = Annotated()
+        mutated.marks.append(9)  # a default made by a function, changed in place
+        source = ColumnDataSource(data={"x": [1, 2]})
+        document.add_root(untouched)
+        document.add_root(changed)
+        document.add_root(mutated)
+        document.add_root(Slider(start=0, end=1, value=0.5, title=None))
+        document.add_root(source)
+        return document
+
+    _assert_same(build)
+
+
+def test_a_required_property_left_unset_fails_as_in_bokeh() -> None:
+    document = Document()
+    document.add_root(NeedsName())
+    with pytest.raises(UnsetValueError):
+        document.to_json()
+    with pytest.raises(UnsetValueError):
+        protocol.pull_doc_reply("r", document)
+
+
+def test_bokehs_include_defaults_setting_is_respected() -> None:
+    def build() -> Document:
+        document = Document()
+        document.add_root(Div(text="all"))
+        return document
+
+    settings.serialize_include_defaults.set_value(True)
+    try:
+        _assert_same(build)
+        assert "margin" in json.dumps(_ours(build()))
+    finally:
+        settings.serialize_include_defaults.unset_value()
