@@ -11,11 +11,12 @@ import asyncio
 import gc
 import inspect
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from bokeh.application.application import ServerContext, SessionContext
+from bokeh.application.application import Application, ServerContext, SessionContext
 from bokeh.application.handlers.document_lifecycle import DocumentLifecycleHandler
 from bokeh.core.types import ID
 from bokeh.document import Document
@@ -26,6 +27,7 @@ from bokeh.server.callbacks import (
     SessionCallback,
     TimeoutCallback,
 )
+from bokeh.settings import settings
 from bokeh.util.serialization import make_id
 from bokeh.util.token import get_token_payload
 
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["AppContext", "AppServerContext", "AppSessionContext", "SessionCreationError"]
 
 log = logging.getLogger("app_server.contexts")
+
+VALIDATION_INTERVAL = 60.0  # seconds between two runs of Bokeh's checks on one app's documents
 
 
 class SessionCreationError(SessionError):
@@ -227,6 +231,7 @@ class AppContext:
         self.sessions: dict[str, ServerSession] = {}
         self._contexts: dict[str, AppSessionContext] = {}
         self._pending: dict[str, asyncio.Future[ServerSession]] = {}
+        self._validated_at: float | None = None
 
     def __repr__(self) -> str:
         return f"<AppContext {self.name} sessions={len(self.sessions)}>"
@@ -310,7 +315,7 @@ class AppContext:
             for handler in self.application.handlers:
                 await _run_lifecycle(handler, "on_session_created", context)
             with patch_curdoc(document):  # function handlers may call curdoc() too
-                self.application.initialize_document(document)
+                self._initialize_document(document)
             failure = _handler_failure(self.application)
         except Exception as exc:
             failure = f"{type(exc).__name__}: {exc}"
@@ -347,6 +352,27 @@ class AppContext:
         self.metrics.sessions_created[self.name] += 1
         log.debug("app %s: created session %s", self.name, session_id, extra=session.log_extra)
         return session
+
+    def _initialize_document(self, document: Document) -> None:
+        """``Application.initialize_document``, with Bokeh's integrity checks at most once a minute.
+
+        Bokeh runs ``Document.validate()`` on every new document: a quarter of a small app's
+        time, to log the same warnings (EMPTY_LAYOUT, BAD_COLUMN_NAME...) for every session.
+        """
+        application = self.application
+        if type(application).initialize_document is not Application.initialize_document:
+            application.initialize_document(document)  # an Application of the user's own
+            return
+        for handler in application.handlers:
+            handler.modify_document(document)  # a failure is reported by the caller
+        now = time.monotonic()
+        if (
+            settings.perform_document_validation()
+            and _handler_failure(application) is None
+            and (self._validated_at is None or now - self._validated_at >= VALIDATION_INTERVAL)
+        ):
+            self._validated_at = now
+            document.validate()
 
     async def discard_session(self, session: ServerSession) -> None:
         """Destroy a session with no connections and run its destroy hooks."""

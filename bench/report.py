@@ -75,10 +75,12 @@ NO_RATIO = {
 }
 
 FLOOR_ROWS = [
-    ("app code (small app, new document)", "session_app_ms", "ms"),
+    ("app code (small app, new document, its handlers)", "session_app_ms", "ms"),
     ("page HTML (token + template)", "session_page_ms", "ms"),
-    ("PULL-DOC serialization", "session_serialize_ms", "ms"),
+    ("PULL-DOC serialization (app_server's)", "session_serialize_ms", "ms"),
     ("= floor per session", "session_floor_ms", "ms"),
+    ("Bokeh's Document.validate (per session in bokeh's servers)", "validate_ms", "ms"),
+    ("Bokeh's Document.to_json (bokeh's PULL-DOC)", "bokeh_serialize_ms", "ms"),
     ("Document.destroy (bokeh's, with gc.collect)", "destroy_gc_ms", "ms"),
     ("the same without its gc.collect", "destroy_nogc_ms", "ms"),
     ("one gc.get_referrers (modules.destroy's leak check)", "get_referrers_ms", "ms"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,9 @@ from typing import Any
 import pytest
 from bokeh.document import Document
 from bokeh.io import curdoc
-from bokeh.models import Div
+from bokeh.models import Column, Div
 
+from app_server import contexts
 from app_server.contexts import AppServerContext
 from app_server.testing import AppTestClient
 from tests.conftest import EXAMPLES
@@ -136,3 +138,23 @@ async def test_async_lifecycle_hooks_are_awaited(
         f"session_destroyed {session.id}",
         "server_unloaded",
     ]
+
+
+def empty_layout(doc: Document) -> None:
+    doc.add_root(Column())  # Bokeh's check warns: W-1002 (EMPTY_LAYOUT)
+
+
+async def test_bokehs_checks_run_on_an_apps_first_document_then_at_most_once_a_minute(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def warnings() -> int:
+        return sum("EMPTY_LAYOUT" in record.getMessage() for record in caplog.records)
+
+    async with AppTestClient(empty_layout) as client:
+        with caplog.at_level(logging.WARNING):
+            await client.open_session()
+            await client.open_session()
+            assert warnings() == 1
+            monkeypatch.setattr(contexts, "VALIDATION_INTERVAL", 0.0)
+            await client.open_session()
+            assert warnings() == 2
