@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from bokeh.application import Application
 from bokeh.application.handlers import FunctionHandler
+from bokeh.core.has_props import _default_resolver
 from bokeh.document import Document
 from bokeh.io import curdoc
 from bokeh.models import Div
@@ -59,6 +60,19 @@ def test_the_page_loads_bokehjs_from_this_server_with_versioned_urls(client: Tes
     response = client.get(scripts[0])
     assert response.status_code == 200
     assert "immutable" in response.headers["cache-control"]
+
+
+def test_a_model_class_defined_later_brings_its_styles_to_the_next_page(client: TestClient) -> None:
+    assert "late-model.css" not in client.get("/hello").text
+
+    class LateStyled(Div):
+        __css__ = "http://127.0.0.1:9/late-model.css"
+
+    try:
+        assert "late-model.css" in client.get("/hello").text
+    finally:  # Bokeh keeps its classes in a process-wide registry (private, 3.9 and 3.10)
+        _default_resolver.remove(LateStyled)
+    assert "late-model.css" not in client.get("/hello").text
 
 
 def test_unversioned_static_files_must_be_revalidated(client: TestClient) -> None:
