@@ -19,9 +19,12 @@ from typing import Any
 
 from bokeh.application import Application
 from bokeh.application.handlers import ScriptHandler
+from bokeh.core.types import ID
 from bokeh.document import Document
 from bokeh.document.callbacks import invoke_with_curdoc
-from bokeh.embed.server import server_html_page_for_session
+from bokeh.embed.bundle import bundle_for_objs_and_resources
+from bokeh.embed.elements import html_page_for_render_items
+from bokeh.embed.util import RenderItem
 from bokeh.resources import Resources
 from bokeh.util.token import generate_jwt_token, generate_session_id
 
@@ -70,15 +73,6 @@ def document_bytes(app: Application, count: int) -> float:
     return grown / count
 
 
-class _Session:
-    """What ``server_html_page_for_session`` needs of a session."""
-
-    def __init__(self, document: Document) -> None:
-        self.id = generate_session_id()
-        self.token = generate_jwt_token(self.id, extra_payload={"headers": {}, "cookies": {}})
-        self.document = document
-
-
 class _Receiver:
     """Stands for the server session that a document dispatches its changes to."""
 
@@ -123,15 +117,13 @@ def measure_floor(quick: bool = False) -> dict[str, float]:
     doc = docs[-1]
     result["validate_ms"] = _cpu_ms(doc.validate, repeat)
 
+    bundle = bundle_for_objs_and_resources(None, resources)  # the same for every page
+
     def page() -> None:
-        session = _Session(doc)
-        server_html_page_for_session(
-            session,  # type: ignore[arg-type]
-            resources=resources,
-            title=doc.title,
-            template=doc.template,
-            template_variables=doc.template_variables,
-        )
+        session_id = generate_session_id()
+        token = generate_jwt_token(session_id, extra_payload={"headers": {}, "cookies": {}})
+        item = RenderItem(token=token, elementid=ID("root"), use_for_title=True)
+        html_page_for_render_items(bundle, {}, [item], None)
 
     result["session_page_ms"] = _cpu_ms(page, repeat)
     result["session_serialize_ms"] = _cpu_ms(

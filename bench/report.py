@@ -76,7 +76,7 @@ NO_RATIO = {
 
 FLOOR_ROWS = [
     ("app code (small app, new document, its handlers)", "session_app_ms", "ms"),
-    ("page HTML (token + template)", "session_page_ms", "ms"),
+    ("page HTML (token + template, the bundle made once)", "session_page_ms", "ms"),
     ("PULL-DOC serialization (app_server's)", "session_serialize_ms", "ms"),
     ("= floor per session", "session_floor_ms", "ms"),
     ("Bokeh's Document.validate (per session in bokeh's servers)", "validate_ms", "ms"),
