@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -59,9 +58,10 @@ class Connection:
         # that does not read may never answer the close, so nothing waits for it
         self.on_drop: Callable[[int], Awaitable[None]] | None = None
         self._closing: asyncio.Task[None] | None = None
-        # a deque, not an asyncio.Queue: nothing waits on it (the writer exists only while
-        # there is something to write), and an idle connection stays small
-        self._queue: deque[list[protocol.Frame]] = deque()
+        # a list, not an asyncio.Queue or a deque: nothing waits on it (the writer exists only
+        # while there is something to write), it rarely holds more than one message, and an
+        # empty list is 56 bytes where an empty deque is 760
+        self._queue: list[list[protocol.Frame]] = []
         self._queue_size = queue_size
         self._writer: asyncio.Task[None] | None = None
 
@@ -110,7 +110,7 @@ class Connection:
         send, metrics, queue = self.websocket.send, self.metrics, self._queue
         try:
             while queue:
-                frames = queue.popleft()
+                frames = queue.pop(0)
                 for frame in frames:
                     if isinstance(frame, str):
                         await send({"type": "websocket.send", "text": frame})
