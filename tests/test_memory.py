@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 import weakref
 
 import numpy as np
+import pytest
 from bokeh.document import Document
 from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, Slider
 from bokeh.plotting import figure
 
+from app_server import server as server_module
 from app_server.testing import AppTestClient, TestSession
 
 
@@ -70,3 +73,20 @@ async def test_memory_does_not_grow_across_waves_of_sessions() -> None:
         growth_per_wave = (rss[-1] - rss[1]) / 3
         # a leak of the ~1 MB each session holds would add ~15 MB a wave
         assert growth_per_wave < 2 * 1024 * 1024, [r // 1024 for r in rss]
+
+
+async def test_a_slow_collection_spaces_out_the_next_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Discards keep coming; a collection that takes 50 ms waits a second before the next."""
+    collections: list[float] = []
+
+    def slow_collection() -> None:
+        collections.append(time.monotonic())
+        time.sleep(0.05)
+
+    monkeypatch.setattr(server_module, "release_memory", slow_collection)
+    monkeypatch.setattr(server_module, "COLLECT_DELAY", 0.01)
+    async with AppTestClient(plot_app) as client:
+        for _ in range(40):  # a discard every 10 ms for about half a second
+            client.server.collect_soon()
+            await asyncio.sleep(0.01)
+    assert len(collections) == 1
