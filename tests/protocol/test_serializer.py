@@ -34,9 +34,8 @@ APPS = [
 
 
 class Annotated(Div):
-    """A user's model: an overridden default, a plain property and one made by a function."""
+    """A user's model: an overridden default, a plain property, defaults made by functions."""
 
-    __implementation__ = None
     text = Override(default="annotated")
     label = Nullable(String)
     marks = List(Int, default=lambda: [1, 2])
