@@ -232,6 +232,7 @@ class AppContext:
         self._contexts: dict[str, AppSessionContext] = {}
         self._pending: dict[str, asyncio.Future[ServerSession]] = {}
         self._validated_at: float | None = None
+        self.ran_app_code = False  # in this process: its model classes are defined
 
     def __repr__(self) -> str:
         return f"<AppContext {self.name} sessions={len(self.sessions)}>"
@@ -359,6 +360,7 @@ class AppContext:
         Bokeh runs ``Document.validate()`` on every new document: a quarter of a small app's
         time, to log the same warnings (EMPTY_LAYOUT, BAD_COLUMN_NAME...) for every session.
         """
+        self.ran_app_code = True
         application = self.application
         if type(application).initialize_document is not Application.initialize_document:
             application.initialize_document(document)  # an Application of the user's own

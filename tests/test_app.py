@@ -156,13 +156,35 @@ def test_a_broken_app_closes_its_websocket_with_the_reason_and_others_keep_worki
         assert client.get("/hello").status_code == 200
 
 
-def test_a_page_fetch_runs_no_app_code_until_its_websocket_connects() -> None:
+def test_after_the_first_page_a_page_fetch_runs_no_app_code_until_its_websocket_connects() -> None:
     with TestClient(create_app({"/hello": hello})) as client:
-        server = client.app.state.server  # type: ignore[attr-defined]
+        context = client.app.state.server.contexts["/hello"]  # type: ignore[attr-defined]
+        first = token_in(client.get("/hello").text)
+        assert len(context.sessions) == 1, "the app's first page ran its code, as bokeh serve does"
+        with client.websocket_connect("/hello/ws", subprotocols=["bokeh", first]):
+            assert len(context.sessions) == 1, "the first page's websocket took its session"
         html = client.get("/hello").text
-        assert server.contexts["/hello"].sessions == {}, "a crawler or probe costs a token"
+        assert len(context.sessions) == 1, "a crawler or probe costs a token"
         with client.websocket_connect("/hello/ws", subprotocols=["bokeh", token_in(html)]):
-            assert len(server.contexts["/hello"].sessions) == 1
+            assert len(context.sessions) == 2
+
+
+def test_the_first_page_loads_the_scripts_of_model_classes_the_app_code_defines() -> None:
+    defined: list[type] = []
+
+    def with_library(doc: Document) -> None:
+        class WithLibrary(Div):
+            __javascript__ = "http://127.0.0.1:9/library.js"
+
+        defined.append(WithLibrary)
+        doc.add_root(WithLibrary(text="wraps a JavaScript library"))
+
+    try:
+        with TestClient(create_app({"/library": with_library})) as client:
+            assert "http://127.0.0.1:9/library.js" in client.get("/library").text
+    finally:  # Bokeh keeps its classes in a process-wide registry
+        for cls in defined:
+            _default_resolver.remove(cls)
 
 
 def test_everything_moves_under_a_prefix() -> None:

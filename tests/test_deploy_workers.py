@@ -57,7 +57,8 @@ def two_processes(
 ) -> Iterator[tuple[RunningServer, RunningServer]]:
     """A and B, each serving two apps: /lifecycle_app (examples/lifecycle_app, whose own
     templates/index.html renders the document into the page) and /deferred_app, the same app
-    without that template: its page needs no document, so the page runs no app code and the
+    without that template: its page needs no document, so (after the app's first page in each
+    process, which runs the app code as bokeh serve does) the page runs no app code and the
     session is created where the websocket lands."""
     deferred = tmp_path_factory.mktemp("apps") / "deferred_app"
     ignore = shutil.ignore_patterns("templates")
@@ -67,6 +68,8 @@ def two_processes(
         run_app_server(*apps, args=SIGNED, env=shared) as a,
         run_app_server(*apps, args=SIGNED, env=shared) as b,
     ):
+        for server in (a, b):  # the first tab after a deploy
+            fetch_token(server.url + "/deferred_app")
         yield a, b
 
 

@@ -18,6 +18,7 @@ from bokeh.resources import Resources
 from bokeh.util.paths import server_path
 from bokeh.util.serialization import make_globally_unique_css_safe_id
 from bokeh.util.token import get_session_id
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -57,6 +58,8 @@ async def page(request: Request, *, server: AppServer, context: AppContext) -> R
     """
     token = await token_for_request(server, context, request)
     if get_session_id(token) not in context.sessions and not context.page_needs_document:
+        if not context.ran_app_code:
+            await _first_page_session(context, request, token)
         html = _page_for_token(token, _page_bundle(server, request))
         return HTMLResponse(_with_icon(html, root_url(server, request)))
     session = await session_for_token(context, request, token)
@@ -69,6 +72,18 @@ async def page(request: Request, *, server: AppServer, context: AppContext) -> R
         template_variables=document.template_variables,
     )
     return HTMLResponse(_with_icon(html, root_url(server, request)))
+
+
+async def _first_page_session(context: AppContext, request: Request, token: str) -> None:
+    """The app's first page in this process creates its session, as every page does in
+    ``bokeh serve``: model classes that the app code defines (custom models, extensions with
+    their own scripts and styles) exist only once it has run, and the page must load them."""
+    try:
+        await session_for_token(context, request, token)
+    except HTTPException as exc:
+        if exc.status_code != 500:  # a session limit or another user's session: refused
+            raise
+        # the app code failed; the page's websocket reports it, as for any other page
 
 
 @dataclass(frozen=True)
