@@ -169,7 +169,8 @@ def test_after_the_first_page_a_page_fetch_runs_no_app_code_until_its_websocket_
             assert len(context.sessions) == 2
 
 
-def test_the_first_page_loads_the_scripts_of_model_classes_the_app_code_defines() -> None:
+@pytest.mark.parametrize("first", ["/library", "/library/autoload.js?bokeh-autoload-element=x"])
+def test_the_first_page_loads_the_scripts_of_model_classes_the_app_code_defines(first: str) -> None:
     defined: list[type] = []
 
     def with_library(doc: Document) -> None:
@@ -181,7 +182,7 @@ def test_the_first_page_loads_the_scripts_of_model_classes_the_app_code_defines(
 
     try:
         with TestClient(create_app({"/library": with_library})) as client:
-            assert "http://127.0.0.1:9/library.js" in client.get("/library").text
+            assert "http://127.0.0.1:9/library.js" in client.get(first).text
     finally:  # Bokeh keeps its classes in a process-wide registry
         for cls in defined:
             _default_resolver.remove(cls)

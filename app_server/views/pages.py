@@ -154,6 +154,8 @@ async def autoload(request: Request, *, server: AppServer, context: AppContext) 
     if not element_id:
         return Response("No bokeh-autoload-element query parameter", 400, headers=headers)
     token = await token_for_request(server, context, request)  # the websocket creates the session
+    if not context.ran_app_code:
+        await _first_page_session(context, request, token)
     app_path = request.query_params.get("bokeh-app-path", "/")
     absolute_url = request.query_params.get("bokeh-absolute-url")
     server_url = None
