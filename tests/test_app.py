@@ -14,6 +14,7 @@ from bokeh.core.has_props import _default_resolver
 from bokeh.document import Document
 from bokeh.io import curdoc
 from bokeh.models import Div
+from jinja2 import Template
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -186,6 +187,23 @@ def test_the_first_page_loads_the_scripts_of_model_classes_the_app_code_defines(
     finally:  # Bokeh keeps its classes in a process-wide registry
         for cls in defined:
             _default_resolver.remove(cls)
+
+
+def own_template(doc: Document) -> None:
+    doc.template = Template(
+        "<!DOCTYPE html><html><head>{{ bokeh_css }}{{ bokeh_js }}</head>"
+        "<body><h1>{{ heading }}</h1>{{ plot_div }}{{ plot_script }}</body></html>"
+    )
+    doc.template_variables["heading"] = "Quarterly figures"
+    doc.add_root(Div(text="hello", name="div"))
+
+
+def test_a_page_template_set_by_the_app_code_renders_every_page() -> None:
+    with TestClient(create_app({"/own": own_template})) as client:
+        for _ in range(2):
+            html = client.get("/own").text
+            assert "<h1>Quarterly figures</h1>" in html
+            assert token_in(html)
 
 
 def test_everything_moves_under_a_prefix() -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
-from bokeh.core.templates import AUTOLOAD_JS
+from bokeh.core.templates import AUTOLOAD_JS, FILE
 from bokeh.core.types import ID
 from bokeh.document import Document
 from bokeh.embed.bundle import Bundle, Script, bundle_for_objs_and_resources
@@ -34,6 +34,7 @@ from .static import versioned
 if TYPE_CHECKING:
     from ..contexts import AppContext
     from ..server import AppServer
+    from ..session import ServerSession
 
 __all__ = ["autoload", "favicon", "index", "metadata", "page"]
 
@@ -58,10 +59,9 @@ async def page(request: Request, *, server: AppServer, context: AppContext) -> R
     """
     token = await token_for_request(server, context, request)
     if get_session_id(token) not in context.sessions and not context.page_needs_document:
-        if not context.ran_app_code:
-            await _first_page_session(context, request, token)
-        html = _page_for_token(token, _page_bundle(server, request))
-        return HTMLResponse(_with_icon(html, root_url(server, request)))
+        if context.ran_app_code or await _first_page_session(context, request, token) is None:
+            html = _page_for_token(token, _page_bundle(server, request))
+            return HTMLResponse(_with_icon(html, root_url(server, request)))
     session = await session_for_token(context, request, token)
     document = session.document
     html = server_html_page_for_session(
@@ -74,16 +74,23 @@ async def page(request: Request, *, server: AppServer, context: AppContext) -> R
     return HTMLResponse(_with_icon(html, root_url(server, request)))
 
 
-async def _first_page_session(context: AppContext, request: Request, token: str) -> None:
+async def _first_page_session(
+    context: AppContext, request: Request, token: str
+) -> ServerSession | None:
     """The app's first page in this process creates its session, as every page does in
     ``bokeh serve``: model classes that the app code defines (custom models, extensions with
-    their own scripts and styles) exist only once it has run, and the page must load them."""
+    their own scripts and styles) exist only once it has run, and the page must load them.
+    An app whose code sets its own page template (``doc.template``) has every page rendered
+    from its document from then on. None if the app code failed (the websocket says why)."""
     try:
-        await session_for_token(context, request, token)
+        session = await session_for_token(context, request, token)
     except HTTPException as exc:
         if exc.status_code != 500:  # a session limit or another user's session: refused
             raise
-        # the app code failed; the page's websocket reports it, as for any other page
+        return None
+    if session.document.template is not FILE or session.document.template_variables:
+        context.page_needs_document = True
+    return session
 
 
 @dataclass(frozen=True)
