@@ -84,8 +84,15 @@ def _attributes(model: Model, plan: _Plan) -> dict[str, Any]:
 class Serializer(serialization.Serializer):
     """``bokeh.core.serialization.Serializer``, with models' attributes found per class plan."""
 
+    # Bokeh reads this setting (from the environment, ~7 µs) for every model; read once
+    _include_defaults: bool | None = None
+
     def _encode(self, obj: Any) -> Any:
-        if isinstance(obj, Model) and not settings.serialize_include_defaults():
+        if isinstance(obj, Model):
+            if self._include_defaults is None:
+                self._include_defaults = settings.serialize_include_defaults()
+            if self._include_defaults:
+                return super()._encode(obj)
             cls = type(obj)
             try:
                 plan = _plans[cls]
