@@ -52,10 +52,11 @@ def resources(server: AppServer, request: Request, absolute_url: str | None = No
 
 
 async def page(request: Request, *, server: AppServer, context: AppContext) -> Response:
-    """The app's page. Unless the page is rendered from the document (a custom template, or
-    a session that already exists), no app code runs here: the session is created when the
-    page's websocket connects, so a fetch that never connects (a crawler, a probe) costs a
-    token, and with several workers the app code runs once per tab, where the socket lands.
+    """The app's page. Unless the page is rendered from the document (a custom template, a
+    session that already exists, or the app's first page in this process), no app code runs
+    here: the session is created when the page's websocket connects, so a fetch that never
+    connects (a crawler, a probe) costs a token, and with several workers the app code runs
+    once per tab, where the socket lands.
     """
     token = await token_for_request(server, context, request)
     if get_session_id(token) not in context.sessions and not context.page_needs_document:
