@@ -89,7 +89,8 @@ async def _first_page_session(
         if exc.status_code != 500:  # a session limit or another user's session: refused
             raise
         return None
-    if session.document.template is not FILE or session.document.template_variables:
+    # template variables alone change nothing in Bokeh's own page template
+    if session.document.template is not FILE:
         context.page_needs_document = True
     return session
 
