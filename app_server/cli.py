@@ -15,30 +15,122 @@ import urllib.request
 import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_args
+from types import UnionType
+from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
 
 import uvicorn
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 from starlette.applications import Starlette
 
 from .app import create_app
 from .applications import routes_for_paths
 from .exceptions import ConfigurationError
-from .logs import LogFormat, logging_config
+from .logs import logging_config
 from .server import AppServer
-from .settings import LogLevel, Settings
+from .settings import Option, ServeSettings, Settings, build_settings, env_names, option_of
 
-__all__ = ["app_from_environment", "main"]
+__all__ = ["add_settings_options", "app_from_environment", "main", "settings_from_args"]
 
 log = logging.getLogger("app_server.cli")
 
 APPS_VARIABLE = "APP_SERVER_APPS"
 
-_SESSION_IDS = {
-    "unsigned": {"sign_sessions": False, "generate_session_ids": True},
-    "signed": {"sign_sessions": True, "generate_session_ids": True},
-    "external-signed": {"sign_sessions": True, "generate_session_ids": False},
-}
+
+class _Spec(NamedTuple):
+    """One command-line option and the fields it sets (several through presets)."""
+
+    flag: str
+    dest: str
+    names: list[str]
+    option: Option
+
+
+def _specs(model: type[Settings]) -> list[_Spec]:
+    """The options of ``model``'s fields, in field order; fields sharing a flag share one."""
+    specs: dict[str, _Spec] = {}
+    for name, info in model.model_fields.items():
+        option = option_of(info)
+        if not option.command_line:
+            continue
+        flag = option.flag or "--" + name.replace("_", "-")
+        if flag in specs:
+            specs[flag].names.append(name)
+        else:
+            dest = flag.removeprefix("--").replace("-", "_") if option.presets else name
+            specs[flag] = _Spec(flag, dest, [name], option)
+    return list(specs.values())
+
+
+def add_settings_options(parser: argparse.ArgumentParser, model: type[Settings]) -> None:
+    """Generate an option per field of ``model``; defaults stay ``None`` so that only the
+    options given override the environment."""
+    server = parser.add_argument_group(
+        "server", "app-server serve's own uvicorn (not settings of create_app)"
+    )
+    application = parser.add_argument_group(
+        "application",
+        "the app's settings: also create_app() keywords and, under any ASGI server, "
+        "environment variables",
+    )
+    for spec in _specs(model):
+        group = application if spec.names[0] in Settings.model_fields else server
+        group.add_argument(spec.flag, dest=spec.dest, default=None, **_argument(model, spec))
+
+
+def _argument(model: type[Settings], spec: _Spec) -> dict[str, Any]:
+    """``add_argument``'s keywords from the field's annotation, description and default."""
+    info = model.model_fields[spec.names[0]]
+    kind = _base_type(info.annotation)
+    kwargs: dict[str, Any] = {"metavar": spec.option.metavar} if spec.option.metavar else {}
+    default = info.get_default(call_default_factory=True)
+    if spec.option.presets:
+        defaults = {name: model.model_fields[name].default for name in spec.names}
+        kwargs["choices"] = list(spec.option.presets)
+        default = next(
+            (key for key, values in spec.option.presets.items() if values == defaults), None
+        )
+    elif kind is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif get_origin(kind) is Literal:
+        kwargs["choices"] = get_args(kind)
+    elif get_origin(kind) is list and spec.option.repeat:
+        kwargs["action"] = "append"
+    elif get_origin(kind) is list:
+        kwargs.update(action="extend", nargs="+")
+    elif kind is int:
+        kwargs["type"] = int
+    envs = [" or ".join(env_names(name, model.model_fields[name])) for name in spec.names]
+    if len(envs) > 1:
+        envs = [f"{env} for {name}" for env, name in zip(envs, spec.names, strict=True)]
+    notes = [f"default: {_shown(default)}"] if _shown(default) else []
+    notes.append("env: " + ", ".join(envs))
+    text = spec.option.help or info.description or ""
+    kwargs["help"] = f"{text} ({'; '.join(notes)})".replace("%", "%%")
+    return kwargs
+
+
+def _base_type(annotation: Any) -> Any:
+    """``list[str]`` for ``Annotated[list[str], ...] | None``: the type the option parses."""
+    args = [arg for arg in get_args(annotation) if arg is not type(None)]
+    if get_origin(annotation) in (Union, UnionType) and len(args) == 1:
+        annotation = args[0]
+    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
+
+
+def _shown(default: Any) -> str:
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return "" if default in (None, "", []) else str(default)
+
+
+def _environment_only(model: type[Settings]) -> str | None:
+    """The epilog naming the fields kept off the command line, and their variables."""
+    lines = [
+        f"{name} ({' or '.join(env_names(name, info))}): {info.description}"
+        for name, info in model.model_fields.items()
+        if not option_of(info).command_line
+    ]
+    return "Only from the environment: " + "; ".join(lines) + "." if lines else None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,88 +138,30 @@ def _parser() -> argparse.ArgumentParser:
         prog="app-server", description="Serve Bokeh applications on asyncio and ASGI."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve Bokeh apps (as `bokeh serve` does)")
+    serve = commands.add_parser(
+        "serve",
+        help="serve Bokeh apps (as `bokeh serve` does)",
+        description="Serve Bokeh apps (as `bokeh serve` does). Options given here override "
+        "the environment variables their help names.",
+        epilog=_environment_only(ServeSettings),
+    )
     serve.add_argument(
         "files", nargs="+", metavar="PATH", help="app scripts (.py) or app directories"
     )
-    serve.add_argument("--address", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 5006; 0 picks one)")
-    serve.add_argument("--prefix", help="URL prefix for every route, e.g. /dash")
-    serve.add_argument(
-        "--allow-websocket-origin",
-        action="append",
-        metavar="HOST[:PORT]",
-        help="a host whose pages may open websockets here (repeatable; * allows any); "
-        "pages served by this server itself are always allowed",
-    )
-    serve.add_argument("--show", action="store_true", help="open the app in a browser")
-    serve.add_argument("--log-level", choices=get_args(LogLevel), help="default info")
-    serve.add_argument("--log-format", choices=get_args(LogFormat), default="text")
-    serve.add_argument("--num-procs", type=int, default=1, help="worker processes (default 1)")
-    serve.add_argument("--dev", action="store_true", help="restart when app files change")
-    serve.add_argument("--disable-index", action="store_true", help="no index page at /")
-    serve.add_argument(
-        "--disable-index-redirect",
-        action="store_true",
-        help="list a single app instead of redirecting",
-    )
-    serve.add_argument("--use-xheaders", action="store_true", help="trust X-Forwarded-* headers")
-    serve.add_argument("--session-ids", choices=sorted(_SESSION_IDS), help="default unsigned")
-    serve.add_argument("--session-token-expiration", type=int, metavar="SECONDS")
-    serve.add_argument(
-        "--keep-alive", type=int, metavar="MS", help="websocket ping interval; 0 is off"
-    )
-    serve.add_argument("--check-unused-sessions", type=int, metavar="MS")
-    serve.add_argument(
-        "--unused-session-lifetime", type=int, metavar="MS", help="for sessions never connected"
-    )
-    serve.add_argument(
-        "--disconnected-session-lifetime",
-        type=int,
-        metavar="MS",
-        help="how long a session outlives its last websocket, for reconnects (default 5000)",
-    )
-    serve.add_argument("--websocket-max-message-size", type=int, metavar="BYTES")
-    serve.add_argument("--num-threads", type=int, help="threads for unlocked callbacks (default 4)")
-    serve.add_argument(
-        "--auth-module", metavar="PATH", help="a Bokeh auth module (get_user, login_url...)"
-    )
-    serve.add_argument(
-        "--cookie-secret", metavar="SECRET", help="signs cookies (get_secure_cookie)"
-    )
-    serve.add_argument(
-        "--enable-xsrf-cookies",
-        dest="xsrf_cookies",
-        action="store_true",
-        help="login/logout POSTs must echo the _xsrf cookie",
-    )
-    serve.add_argument(
-        "--websocket-compression", action="store_true", help="compress websocket messages"
-    )
-    serve.add_argument("--max-sessions-per-app", type=int, metavar="N")
-    serve.add_argument("--max-sessions-per-client", type=int, metavar="N")
-    serve.add_argument(
-        "--outbound-queue-size",
-        type=int,
-        metavar="MESSAGES",
-        help="messages a client may lag behind before it is disconnected",
-    )
-    for name in ("include-headers", "exclude-headers", "include-cookies", "exclude-cookies"):
-        serve.add_argument(f"--{name}", nargs="+", metavar="NAME")
+    add_settings_options(serve, ServeSettings)
     return parser
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     """Command-line options override the environment, which overrides the defaults."""
-    fields = set(Settings.model_fields)
-    options: dict[str, Any] = {
-        key: value
-        for key, value in vars(args).items()
-        if key in fields and value is not None and value is not False
-    }
-    if args.session_ids:
-        options.update(_SESSION_IDS[args.session_ids])
-    return Settings(**options)
+    options: dict[str, Any] = {}
+    for spec in _specs(ServeSettings):
+        value = getattr(args, spec.dest, None)
+        if value is not None:
+            options.update(
+                spec.option.presets[value] if spec.option.presets else {spec.dest: value}
+            )
+    return build_settings(ServeSettings, options)
 
 
 def _to_environment(settings: Settings, routes: dict[str, str]) -> dict[str, str]:
@@ -148,7 +182,7 @@ def _to_environment(settings: Settings, routes: dict[str, str]) -> dict[str, str
 
 def app_from_environment() -> Starlette:
     """The ASGI app each worker builds (uvicorn's factory for --num-procs and --dev)."""
-    return create_app(json.loads(os.environ[APPS_VARIABLE]), Settings())
+    return create_app(json.loads(os.environ[APPS_VARIABLE]), ServeSettings())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args)
         routes = {route: str(path) for route, path in routes_for_paths(args.files).items()}
         app = create_app(routes, settings)  # fails here, once, on a broken app or setting
-    except (ConfigurationError, ValidationError) as exc:
+    except ConfigurationError as exc:
         print(f"app-server: {exc}", file=sys.stderr)
         return 2
     level = "debug" if settings.log_level == "trace" else settings.log_level
@@ -165,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "host": settings.address,
         "port": settings.port,
         "log_level": level,
-        "log_config": logging_config(level, args.log_format),
+        "log_config": logging_config(level, settings.log_format),
         "ws_max_size": settings.websocket_max_message_size,
         "ws_ping_interval": settings.keep_alive / 1000 if settings.keep_alive else None,
         "proxy_headers": settings.use_xheaders,
@@ -173,19 +207,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "timeout_graceful_shutdown": 10,
         "ws_per_message_deflate": settings.websocket_compression,
     }
-    if args.num_procs > 1 or args.dev:
+    if settings.num_procs > 1 or settings.dev:
         os.environ.update(_to_environment(settings, routes))
         target: Any = f"{__name__}:app_from_environment"
         options["factory"] = True
-        if args.dev:
+        if settings.dev:
             options["reload"] = True
             options["reload_dirs"] = sorted({_watch_dir(path) for path in args.files})
             options["reload_includes"] = ["*.py", "*.html", "*.yaml", "*.css", "*.js"]
         else:
-            options["workers"] = args.num_procs
+            options["workers"] = settings.num_procs
     else:
         target = app
-    if args.show:
+    if settings.show:
         _open_when_up(settings, sorted(routes))
     if target is not app:
         uvicorn.run(target, **options)
@@ -217,7 +251,7 @@ def _watch_dir(path: str) -> str:
     return str(resolved if resolved.is_dir() else resolved.parent)
 
 
-def _open_when_up(settings: Settings, routes: list[str]) -> None:
+def _open_when_up(settings: ServeSettings, routes: list[str]) -> None:
     """Open a browser on the app once the server answers (for --show)."""
     path = settings.prefix + (routes[0] if len(routes) == 1 else "/")
     url = f"http://{settings.address}:{settings.port}{path}"

@@ -1,102 +1,215 @@
-"""The one settings model, filled from the command line, the environment or ``create_app``."""
+"""The settings: ``Settings`` for the app under any ASGI host, ``ServeSettings`` for
+``app-server serve``, whose command line is generated from these fields (see ``cli.py``)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .exceptions import ConfigurationError
+from .logs import LogFormat
 
-__all__ = ["LogLevel", "Settings"]
+__all__ = [
+    "LogLevel",
+    "Option",
+    "ServeSettings",
+    "Settings",
+    "app_settings",
+    "build_settings",
+    "env_names",
+    "option_of",
+    "serve_only",
+]
 
 LogLevel = Literal["trace", "debug", "info", "warning", "error", "critical"]
 
 _StrList = Annotated[list[str], NoDecode]
 
+_T = TypeVar("_T", bound="Settings")
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a field appears on ``app-server serve``'s command line, where a plain
+    ``--field-name`` is not enough; kept on the field so each option is declared once."""
+
+    flag: str = ""  # the option's name when it is not --field-name (Bokeh's spelling)
+    metavar: str | None = None
+    repeat: bool = False  # a list given one value per flag (else a flag takes several)
+    help: str = ""  # the help of an option several fields share (one with presets)
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # choice: values
+    instead: str = ""  # a serve-only field: what to use under another ASGI server
+    command_line: bool = True  # False: from the environment only (a secret kept out of `ps`)
+
+
+def option_of(info: FieldInfo) -> Option:
+    """The field's ``Option`` marker, or the plain one."""
+    return next((item for item in info.metadata if isinstance(item, Option)), Option())
+
 
 def _env(name: str, *bokeh_names: str) -> Any:
-    """Accept the field name, ``APP_SERVER_<NAME>`` and Bokeh's own variable names."""
-    return AliasChoices(name, f"APP_SERVER_{name.upper()}", *bokeh_names)
+    """Read ``APP_SERVER_<NAME>``, then Bokeh's own variables (keywords use the field name)."""
+    return AliasChoices(f"APP_SERVER_{name.upper()}", *bokeh_names)
+
+
+def env_names(name: str, info: FieldInfo) -> list[str]:
+    """The environment variables a field is read from, in the order they are tried."""
+    if isinstance(info.validation_alias, AliasChoices):
+        return [choice for choice in info.validation_alias.choices if isinstance(choice, str)]
+    return [f"APP_SERVER_{name.upper()}"]
+
+
+_SESSION_IDS = Option(
+    flag="--session-ids",
+    help="session id policy: signed ids and tokens need BOKEH_SECRET_KEY; "
+    "external-signed ids are signed elsewhere and only checked here",
+    presets={
+        "unsigned": {"sign_sessions": False, "generate_session_ids": True},
+        "signed": {"sign_sessions": True, "generate_session_ids": True},
+        "external-signed": {"sign_sessions": True, "generate_session_ids": False},
+    },
+)
+
+_ManageProcessMemory = Annotated[
+    bool,
+    Field(
+        description="let app_server tune the process's garbage collector and return freed "
+        "memory to the OS (gc.freeze at startup, coalesced collections and malloc_trim after "
+        "sessions are discarded); on for app-server serve, off by default when mounted or run "
+        "by another ASGI server, which may own the process"
+    ),
+]
 
 
 class Settings(BaseSettings):
-    """How the server behaves; every option of ``app-server serve`` is a field here."""
+    """What the ASGI app itself uses, under any host: ``create_app`` keywords,
+    ``APP_SERVER_*`` (and Bokeh's ``BOKEH_*``) variables, and most ``app-server serve`` options."""
 
     model_config = SettingsConfigDict(
         env_prefix="APP_SERVER_", populate_by_name=True, extra="forbid", frozen=True
     )
 
-    address: str = "127.0.0.1"
-    port: int = Field(5006, ge=0, le=65535)
-    prefix: str = ""
-    allow_websocket_origin: _StrList = Field(
+    prefix: Annotated[str, Option(metavar="PREFIX")] = Field(
+        "", description="URL prefix for every route, e.g. /dash"
+    )
+    allow_websocket_origin: Annotated[_StrList, Option(metavar="HOST[:PORT]", repeat=True)] = Field(
         default_factory=list,
         validation_alias=_env("allow_websocket_origin", "BOKEH_ALLOW_WS_ORIGIN"),
+        description="a host whose pages may open websockets here (repeatable; * allows any); "
+        "pages served by this server itself are always allowed",
     )
-    use_xheaders: bool = False
-    disable_index: bool = False
-    disable_index_redirect: bool = False
-    log_level: LogLevel = "info"
+    use_xheaders: bool = Field(
+        False,
+        description="trust X-Forwarded-* headers for the client's scheme and address and the "
+        "public host websocket origins are checked against (only behind a reverse proxy)",
+    )
+    disable_index: bool = Field(False, description="no index page of the apps at /")
+    disable_index_redirect: bool = Field(
+        False, description="list a single app at / instead of redirecting to it"
+    )
 
-    secret_key: SecretStr | None = Field(
-        None, validation_alias=_env("secret_key", "BOKEH_SECRET_KEY")
+    secret_key: Annotated[SecretStr | None, Option(command_line=False)] = Field(
+        None,
+        validation_alias=_env("secret_key", "BOKEH_SECRET_KEY"),
+        description="signs session ids and tokens (make one with `bokeh secret`), the same in "
+        "every process; read from the environment only, where no process list shows it",
     )
-    sign_sessions: bool = Field(
-        False, validation_alias=_env("sign_sessions", "BOKEH_SIGN_SESSIONS")
+    sign_sessions: Annotated[bool, _SESSION_IDS] = Field(
+        False,
+        validation_alias=_env("sign_sessions", "BOKEH_SIGN_SESSIONS"),
+        description="sign session ids and tokens with the secret key",
     )
-    generate_session_ids: bool = True
-    session_token_expiration: int = Field(300, gt=0, description="seconds")
+    generate_session_ids: Annotated[bool, _SESSION_IDS] = Field(
+        True, description="create session ids here (off: pages must bring signed ones)"
+    )
+    session_token_expiration: Annotated[int, Option(metavar="SECONDS")] = Field(
+        300, gt=0, description="seconds a page's token may open a session"
+    )
 
-    keep_alive: int = Field(
-        37_000, ge=0, description="milliseconds between websocket pings; 0 is off"
+    check_unused_sessions: Annotated[int, Option(metavar="MS")] = Field(
+        17_000, gt=0, description="milliseconds between sweeps for sessions to discard"
     )
-    check_unused_sessions: int = Field(17_000, gt=0, description="milliseconds")
-    unused_session_lifetime: int = Field(
+    unused_session_lifetime: Annotated[int, Option(metavar="MS")] = Field(
         15_000, ge=0, description="milliseconds a session never connected to is kept"
     )
-    disconnected_session_lifetime: int = Field(
+    disconnected_session_lifetime: Annotated[int, Option(metavar="MS")] = Field(
         5_000,
         ge=0,
-        description="milliseconds a session is kept for a reconnect after its last tab closed",
+        description="milliseconds a session outlives its last websocket, for reconnects",
     )
-    websocket_max_message_size: int = Field(20 * 1024 * 1024, gt=0, description="bytes")
-    outbound_queue_size: int = Field(
+    websocket_max_message_size: Annotated[int, Option(metavar="BYTES")] = Field(
+        20 * 1024 * 1024,
+        gt=0,
+        description="largest websocket message accepted; larger ones close the socket with 1009",
+    )
+    outbound_queue_size: Annotated[int, Option(metavar="MESSAGES")] = Field(
         1024, gt=0, description="messages a client may lag behind before it is disconnected"
     )
-    num_threads: int = Field(4, gt=0, description="threads of the executor for unlocked callbacks")
-    websocket_compression: bool = Field(
-        False, description="offer permessage-deflate (costs CPU per message; off, as in Bokeh)"
+    num_threads: Annotated[int, Option(metavar="N")] = Field(
+        4, gt=0, description="threads of the executor for unlocked callbacks"
     )
 
-    max_sessions_per_app: int | None = Field(
+    max_sessions_per_app: Annotated[int | None, Option(metavar="N")] = Field(
         None, gt=0, description="sessions an app may hold; more are refused with 503"
     )
-    max_sessions_per_client: int | None = Field(
+    max_sessions_per_client: Annotated[int | None, Option(metavar="N")] = Field(
         None, gt=0, description="sessions one client address may hold; more are refused with 429"
     )
 
-    auth_module: str | None = Field(None, validation_alias=_env("auth_module", "BOKEH_AUTH_MODULE"))
-    cookie_secret: SecretStr | None = Field(
-        None, validation_alias=_env("cookie_secret", "BOKEH_COOKIE_SECRET")
+    auth_module: Annotated[str | None, Option(metavar="PATH")] = Field(
+        None,
+        validation_alias=_env("auth_module", "BOKEH_AUTH_MODULE"),
+        description="a Bokeh auth module (get_user, login_url, login and logout handlers)",
     )
-    xsrf_cookies: bool = Field(
+    cookie_secret: Annotated[SecretStr | None, Option(metavar="SECRET")] = Field(
+        None,
+        validation_alias=_env("cookie_secret", "BOKEH_COOKIE_SECRET"),
+        description="signs cookies (get_secure_cookie, set_secure_cookie)",
+    )
+    xsrf_cookies: Annotated[bool, Option(flag="--enable-xsrf-cookies")] = Field(
         False,
         validation_alias=_env("xsrf_cookies", "BOKEH_XSRF_COOKIES"),
         description="require the _xsrf cookie's value with POSTs to login and logout handlers",
     )
-    security_headers: bool = True
-    content_security_policy: str = (
+    security_headers: bool = Field(
+        True,
+        description="send X-Content-Type-Options: nosniff and a Referrer-Policy with every "
+        "response",
+    )
+    content_security_policy: Annotated[str, Option(metavar="POLICY")] = Field(
         "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
         "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
-        "connect-src 'self'; object-src 'none'; base-uri 'self'"
+        "connect-src 'self'; object-src 'none'; base-uri 'self'",
+        description="the Content-Security-Policy of HTML pages (empty: none)",
     )
 
-    include_headers: _StrList | None = None
-    exclude_headers: _StrList | None = None
-    include_cookies: _StrList | None = None
-    exclude_cookies: _StrList | None = None
+    include_headers: Annotated[_StrList | None, Option(metavar="NAME")] = Field(
+        None, description="only these request headers reach session_context.request"
+    )
+    exclude_headers: Annotated[_StrList | None, Option(metavar="NAME")] = Field(
+        None, description="request headers kept from session_context.request"
+    )
+    include_cookies: Annotated[_StrList | None, Option(metavar="NAME")] = Field(
+        None, description="only these cookies reach session_context.request"
+    )
+    exclude_cookies: Annotated[_StrList | None, Option(metavar="NAME")] = Field(
+        None, description="cookies kept from session_context.request"
+    )
+
+    manage_process_memory: _ManageProcessMemory = False
 
     @field_validator(
         "allow_websocket_origin",
@@ -134,3 +247,91 @@ class Settings(BaseSettings):
     @property
     def secret_key_bytes(self) -> bytes | None:
         return None if self.secret_key is None else self.secret_key.get_secret_value().encode()
+
+
+class ServeSettings(Settings):
+    """``app-server serve``'s settings: the app's, plus those of the uvicorn it runs, which
+    mean nothing when app_server is mounted or run by another ASGI server."""
+
+    address: Annotated[
+        str, Option(metavar="HOST", instead="set your server's address (uvicorn --host)")
+    ] = Field("127.0.0.1", description="address to listen on")
+    port: Annotated[
+        int, Option(metavar="PORT", instead="set your server's port (uvicorn --port)")
+    ] = Field(5006, ge=0, le=65535, description="port to listen on; 0 picks a free one")
+    log_level: Annotated[
+        LogLevel, Option(instead="set your server's log level (uvicorn --log-level)")
+    ] = Field("info", description="the least important log lines shown")
+    log_format: Annotated[
+        LogFormat,
+        Option(
+            instead="configure your server's logging (uvicorn --log-config; "
+            "app_server.logs.logging_config(level, 'json') makes a config)"
+        ),
+    ] = Field("text", description="plain lines, or JSON lines with app and session_id fields")
+    num_procs: Annotated[
+        int, Option(metavar="N", instead="start workers with your server (uvicorn --workers)")
+    ] = Field(1, gt=0, description="worker processes on one port")
+    dev: Annotated[bool, Option(instead="reload with your server (uvicorn --reload)")] = Field(
+        False, description="restart when the apps' .py, .html, .yaml, .css or .js files change"
+    )
+    show: Annotated[bool, Option(instead="open a browser yourself")] = Field(
+        False, description="open the app in a browser once the server is up"
+    )
+    keep_alive: Annotated[
+        int,
+        Option(
+            metavar="MS",
+            instead="set your server's websocket pings (uvicorn --ws-ping-interval SECONDS)",
+        ),
+    ] = Field(37_000, ge=0, description="milliseconds between websocket pings; 0 is off")
+    websocket_compression: Annotated[
+        bool, Option(instead="set it on your server (uvicorn --ws-per-message-deflate)")
+    ] = Field(
+        False, description="offer permessage-deflate (costs CPU per message; off, as in Bokeh)"
+    )
+
+    manage_process_memory: _ManageProcessMemory = True
+
+
+def serve_only() -> list[str]:
+    """The fields only ``app-server serve`` uses."""
+    return [name for name in ServeSettings.model_fields if name not in Settings.model_fields]
+
+
+def build_settings(model: type[_T], options: Mapping[str, Any]) -> _T:
+    """``model(**options)``, its validation errors turned into one ``ConfigurationError``."""
+    try:
+        return model(**options)
+    except ValidationError as exc:
+        raise ConfigurationError("; ".join(_explain(error) for error in exc.errors())) from exc
+
+
+def _explain(error: ErrorDetails) -> str:
+    """One error in the user's terms: the setting's name and what is wrong with it."""
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, ConfigurationError):
+        return str(cause)
+    name = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{name}: no such setting (the settings are the fields of app_server.Settings)"
+    return f"{name}: {error['msg']}"
+
+
+def app_settings(settings: Settings | None, options: Mapping[str, Any]) -> Settings:
+    """The settings ``create_app`` uses: ``settings`` (a ``ServeSettings`` stays one) with
+    ``options`` on top; a serve-only option is refused with what to do instead."""
+    model = Settings if settings is None else type(settings)
+    for name in sorted(set(options) - set(model.model_fields)):
+        info = ServeSettings.model_fields.get(name)
+        if info is not None:
+            flag = option_of(info).flag or "--" + name.replace("_", "-")
+            raise ConfigurationError(
+                f"{name} is a setting of `app-server serve`'s own server, not of the app: "
+                f"when the app is mounted or run by another ASGI server, "
+                f"{option_of(info).instead}; or serve it with `app-server serve {flag}`"
+            )
+    if settings is not None and not options:
+        return settings
+    base = {} if settings is None else dict(settings)
+    return build_settings(model, {**base, **options})
