@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .applications import AppTarget, normalize_routes
 from .security import SecurityHeaders, XSRFProtected
 from .server import AppServer, ServerState
-from .settings import Settings
+from .settings import Settings, app_settings
 from .views import health, pages
 from .views.static import CachedStaticFiles, bokehjs_static
 from .views.ws import no_such_app, websocket_endpoint
@@ -33,12 +33,10 @@ def create_app(
 
     A target is a path to a ``.py`` file or an app directory, a ``modify_doc(doc)``
     function, or a ``bokeh.application.Application``. ``options`` are fields of
-    :class:`Settings` (``prefix=``, ``allow_websocket_origin=``, ...).
+    :class:`Settings` (``prefix=``, ``allow_websocket_origin=``, ...); those of the server
+    itself (``port``, ``keep_alive``, ...) belong to the ASGI server that runs the app.
     """
-    if settings is None:
-        settings = Settings(**options)
-    elif options:
-        settings = Settings(**{**dict(settings), **options})
+    settings = app_settings(settings, options)
     server = AppServer(normalize_routes(apps), settings)
 
     @contextlib.asynccontextmanager

@@ -1,27 +1,43 @@
-"""One websocket attached to a session: a bounded outbound queue drained by a writer task."""
+"""One websocket attached to a session, from accept to release.
+
+:meth:`Connection.run` is the connection's whole life. However it ends (the client closes, the
+server shuts down, a slow reader is dropped, the client breaks the protocol, the session is
+discarded), it leaves ``run`` through the same release, which detaches it from its session and
+the server's registry exactly once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from . import protocol
-from .protocol import CloseCode
+from .protocol import CloseCode, ProtocolViolation, Receiver
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
 
+    from .contexts import AppContext
     from .metrics import Metrics
     from .session import ServerSession
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "ConnectionState"]
 
 log = logging.getLogger("app_server.connection")
 
 CLOSE_TIMEOUT = 1.0  # seconds a close may wait on the transport
+VIOLATION_DRAIN = 5.0  # seconds replies to earlier, valid messages may take before the close
+
+
+class ConnectionState(enum.Enum):
+    OPENING = "opening"  # admitted, not yet accepted
+    OPEN = "open"  # accepted: messages flow both ways
+    CLOSING = "closing"  # a close was started; nothing new is queued
+    CLOSED = "closed"  # released from its session and the registry
 
 
 def _start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -46,18 +62,28 @@ class Connection:
     """
 
     def __init__(
-        self, websocket: WebSocket, session: ServerSession, queue_size: int, metrics: Metrics
+        self,
+        websocket: WebSocket,
+        session: ServerSession,
+        context: AppContext,
+        *,
+        queue_size: int,
+        max_message_size: int,
+        metrics: Metrics,
+        registry: set[Connection],
     ) -> None:
         self.websocket = websocket
         self.session = session
+        self.context = context
         self.metrics = metrics
+        self.state = ConnectionState.OPENING
         self.synced = False
-        self.closed = False
-        self.detached = False
-        # the endpoint's release of this connection, run when the client is dropped: a client
-        # that does not read may never answer the close, so nothing waits for it
-        self.on_drop: Callable[[int], Awaitable[None]] | None = None
-        self._closing: asyncio.Task[None] | None = None
+        self.close_code: int | None = None  # how it ended, once known
+        self._registry = registry
+        self._receiver = Receiver(max_message_size)
+        self._task: asyncio.Task[Any] | None = None  # the one running ``run``
+        self._dropped = False
+        self._closing: asyncio.Task[None] | None = None  # a dropped client's close frame
         # a list, not an asyncio.Queue or a deque: nothing waits on it (the writer exists only
         # while there is something to write), it rarely holds more than one message, and an
         # empty list is 56 bytes where an empty deque is 760
@@ -66,44 +92,185 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
-        return f"<Connection session={self.session.id}>"
+        return f"<Connection session={self.session.id} {self.state.value}>"
 
     @property
     def backlog(self) -> int:
         return len(self._queue)
 
+    # -- the life of a connection ------------------------------------------------------
+
+    async def run(self) -> None:
+        """Accept the websocket, serve it until it ends, then release it (once, always)."""
+        if self.state is not ConnectionState.OPENING:
+            raise RuntimeError(f"expected state {ConnectionState.OPENING}, got {self.state}")
+        session = self.session
+        await self.websocket.accept(subprotocol="bokeh")
+        self.state = ConnectionState.OPEN
+        self._task = asyncio.current_task()
+        self._registry.add(self)
+        self.metrics.websocket_opened += 1
+        self.context.attach(session, self)
+        log.info(
+            "app %s, session %s: websocket opened",
+            self.context.name,
+            session.id,
+            extra=session.log_extra,
+        )
+        self.send(protocol.encode(protocol.make_message(protocol.ACK)))
+        try:
+            self.close_code = await self._serve()
+        except asyncio.CancelledError:
+            if not self._dropped:
+                raise
+            self._task.uncancel()  # our own cancel (drop): the release below is the way out
+        except Exception:
+            log.exception(
+                "session %s: the websocket reader failed", session.id, extra=session.log_extra
+            )
+            await self.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            await self._release()
+            if self._closing is not None:  # dropped: the close frame goes when the client reads
+                await self._closing
+
+    def drop(self, code: int, reason: str) -> None:
+        """End the connection now: release it from its session without waiting for the client
+        (which may never read again); the close frame follows what the transport holds."""
+        if self.state is ConnectionState.CLOSED or self._dropped:
+            return
+        self._dropped = True
+        if self.state is ConnectionState.OPEN:
+            self.state = ConnectionState.CLOSING
+            self.close_code = code
+            self._closing = asyncio.get_running_loop().create_task(
+                self._close_socket(code, reason, None)
+            )
+        self._stop_writer()
+        if self._task is not None:
+            self._task.cancel()
+
+    async def close(
+        self, code: int = CloseCode.NORMAL, reason: str = "", *, drain: float = 0
+    ) -> None:
+        """Close the websocket; with ``drain`` seconds, what is queued goes first. The client's
+        answer ends ``run``, which releases the connection."""
+        if self.state is not ConnectionState.OPEN:
+            return
+        self.state = ConnectionState.CLOSING  # nothing new is queued; the writer goes on
+        self.close_code = code
+        if drain and self._writer is not None and not self._writer.done():
+            _, pending = await asyncio.wait({self._writer}, timeout=drain)
+            if pending:
+                log.debug("session %s: gave up draining before close", self.session.id)
+        self._stop_writer()
+        await self._close_socket(code, reason, CLOSE_TIMEOUT)
+
+    async def _release(self) -> None:
+        if self.state is ConnectionState.CLOSED:
+            return
+        self.state = ConnectionState.CLOSED
+        self._stop_writer()
+        self._queue.clear()
+        self._registry.discard(self)
+        self.metrics.websocket_closed += 1
+        session = self.session
+        try:
+            await self.context.detach(session, self)
+        except Exception:
+            log.exception("session %s: releasing the connection failed", session.id)
+        log.info(
+            "app %s, session %s: websocket closed (code %s)",
+            self.context.name,
+            session.id,
+            self.close_code,
+            extra=session.log_extra,
+        )
+
+    # -- incoming ----------------------------------------------------------------------
+
+    async def _serve(self) -> int | None:
+        """Feed frames to the session until the socket closes; the close code, when known."""
+        receive, receiver, metrics = self.websocket.receive, self._receiver, self.metrics
+        while True:
+            event = await receive()
+            if event["type"] == "websocket.disconnect":
+                code = event.get("code")
+                return self.close_code if self.close_code is not None else code
+            frame = event.get("text")
+            if frame is None:
+                frame = event.get("bytes") or b""
+            metrics.bytes_in += len(frame)
+            result = receiver.receive_frame(frame)
+            if result is None:
+                continue
+            metrics.messages_in += 1
+            if isinstance(result, ProtocolViolation):
+                log.warning(
+                    "session %s: closing the websocket: %s",
+                    self.session.id,
+                    result.reason,
+                    extra=self.session.log_extra,
+                )
+                await self.close(result.code, result.reason, drain=VIOLATION_DRAIN)
+                return int(result.code)
+            await self._dispatch(result)
+
+    async def _dispatch(self, message: protocol.Message) -> None:
+        """Handle one message; a failure is logged and answered with ERROR, never raised."""
+        session = self.session
+        msgtype = message.msgtype
+        log.debug(
+            "session %s: received %s %s",
+            session.id,
+            msgtype,
+            message.msgid,
+            extra=session.log_extra,
+        )
+        try:
+            if msgtype == protocol.PATCH_DOC:
+                await session.patch(self, message)
+            elif msgtype == protocol.PULL_DOC_REQ:
+                await session.pull(self, message)
+            elif msgtype == protocol.PUSH_DOC:
+                await session.push(self, message)
+            elif msgtype == protocol.SERVER_INFO_REQ:
+                self.send(protocol.encode(protocol.server_info_reply(message.msgid)))
+            else:
+                log.warning(
+                    "session %s: unexpected message type %r",
+                    session.id,
+                    msgtype,
+                    extra=session.log_extra,
+                )
+                text = f"the server does not accept {msgtype!r} messages"
+                self.send(protocol.encode(protocol.error(message.msgid, text)))
+        except Exception as exc:
+            log.exception(
+                "session %s: handling %s failed", session.id, msgtype, extra=session.log_extra
+            )
+            text = f"{msgtype} failed: {type(exc).__name__}: {exc}"
+            self.send(protocol.encode(protocol.error(message.msgid, text)))
+
+    # -- outgoing ----------------------------------------------------------------------
+
     def send(self, frames: list[protocol.Frame]) -> None:
-        if self.closed:
+        if self.state is not ConnectionState.OPEN:
             return
         if len(self._queue) >= self._queue_size:
-            self.drop()
+            self.metrics.slow_clients_dropped += 1
+            log.warning(
+                "session %s: client is %d messages behind; disconnecting it",
+                self.session.id,
+                self._queue_size,
+                extra=self.session.log_extra,
+            )
+            self.drop(CloseCode.POLICY_VIOLATION, "client too slow to read its messages")
             return
         self._queue.append(frames)
         if self._writer is None or self._writer.done():
             writer = _start_eagerly(self._write())
             self._writer = None if writer.done() else writer  # idle: keep no task
-
-    def drop(self) -> None:
-        """Disconnect a client that does not keep up; nothing waits for it to read."""
-        self.metrics.slow_clients_dropped += 1
-        log.warning(
-            "session %s: client is %d messages behind; disconnecting it",
-            self.session.id,
-            self._queue_size,
-            extra=self.session.log_extra,
-        )
-        self.closed = True
-        self._stop_writer()
-        asyncio.get_running_loop().create_task(self._drop())
-
-    async def _drop(self) -> None:
-        # The close frame goes after what the transport already holds, whenever the client
-        # reads it (or the keep-alive gives up on it); the session lets go of it now.
-        self._closing = asyncio.get_running_loop().create_task(
-            self._close(CloseCode.POLICY_VIOLATION, "client too slow to read its messages", None)
-        )
-        if self.on_drop is not None:
-            await self.on_drop(CloseCode.POLICY_VIOLATION)
 
     async def _write(self) -> None:
         """Write what is queued, then end (``send`` starts another writer when needed)."""
@@ -122,28 +289,16 @@ class Connection:
             raise
         except Exception as exc:  # the peer went away mid-write
             log.debug("session %s: writer stopped: %r", self.session.id, exc)
-            self.closed = True
+            if self.state is ConnectionState.OPEN:
+                self.state = ConnectionState.CLOSING
 
     def _stop_writer(self) -> None:
         if self._writer is not None:
             self._writer.cancel()
             self._writer = None
+        self._queue.clear()
 
-    async def close(
-        self, code: int = CloseCode.NORMAL, reason: str = "", *, drain: float = 0
-    ) -> None:
-        """Close the websocket (idempotent); with ``drain`` seconds, what is queued goes first."""
-        if self.closed:
-            return
-        self.closed = True  # nothing new is queued; the writer goes on with what is
-        if drain and self._writer is not None and not self._writer.done():
-            _, pending = await asyncio.wait({self._writer}, timeout=drain)
-            if pending:
-                log.debug("session %s: gave up draining before close", self.session.id)
-        self._stop_writer()
-        await self._close(code, reason)
-
-    async def _close(self, code: int, reason: str, timeout: float | None = CLOSE_TIMEOUT) -> None:
+    async def _close_socket(self, code: int, reason: str, timeout: float | None) -> None:
         try:
             await asyncio.wait_for(self.websocket.close(code, reason[:120]), timeout)
         except Exception as exc:

@@ -8,7 +8,6 @@ knows its request, token payload and document lock.
 from __future__ import annotations
 
 import asyncio
-import gc
 import inspect
 import logging
 import time
@@ -29,15 +28,18 @@ from bokeh.server.callbacks import (
 )
 from bokeh.settings import settings
 from bokeh.util.serialization import make_id
-from bokeh.util.token import get_token_payload
 
+from ._bokeh.documents import attach_session_context
+from ._bokeh.handlers import has_custom_template, lifecycle_hook
+from .admission import Holdings
 from .callbacks import CallbackScheduler
-from .compat import has_custom_template, lifecycle_hook
-from .exceptions import SessionError, SessionLimitError
+from .exceptions import SessionError
 from .metrics import Metrics
 from .ownership import explain_released_model, explain_shared_model, released_model
 from .requests import SessionRequest
-from .session import ServerSession
+from .protocol import CloseCode
+from .session import Peer, ServerSession
+from .tokens import Token
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -149,7 +151,7 @@ class AppSessionContext(SessionContext):
         session_id: str,
         server_context: AppServerContext,
         document: Document,
-        token: str,
+        token: Token,
         request: SessionRequest | None,
         logout_url: str | None = None,
     ) -> None:
@@ -178,7 +180,7 @@ class AppSessionContext(SessionContext):
 
     @property
     def token_payload(self) -> dict[str, Any]:
-        return get_token_payload(self._token)
+        return dict(self._token.payload)
 
     @property
     def logout_url(self) -> str | None:
@@ -187,8 +189,7 @@ class AppSessionContext(SessionContext):
     @property
     def user(self) -> str | None:
         """The authenticated user (auth module or ASGI middleware), if any."""
-        user = self.token_payload.get("user")
-        return None if user is None else str(user)
+        return self._token.user
 
     async def with_locked_document(self, func: Callable[[Document], Awaitable[None] | None]) -> Any:
         if self._session is None:
@@ -211,8 +212,8 @@ class AppContext:
         executor: Executor | None = None,
         logout_url: str | None = None,
         metrics: Metrics | None = None,
-        max_sessions: int | None = None,
-        max_sessions_per_client: int | None = None,
+        disconnected_lifetime: float = 5.0,
+        on_discarded: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self.metrics = metrics or Metrics()
@@ -226,11 +227,14 @@ class AppContext:
         self.logout_url = logout_url
         self.server_context = AppServerContext(self)
         self.page_needs_document = has_custom_template(application)
-        self.max_sessions = max_sessions
-        self.max_sessions_per_client = max_sessions_per_client
+        # seconds a session outlives its last connection, for a reconnect
+        self.disconnected_lifetime = disconnected_lifetime
+        self._on_discarded = on_discarded  # the server's memory reclaimer, told of each discard
         self.sessions: dict[str, ServerSession] = {}
         self._contexts: dict[str, AppSessionContext] = {}
         self._pending: dict[str, asyncio.Future[ServerSession]] = {}
+        self._release_timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._validated_at: float | None = None
         self.ran_app_code = False  # in this process: its model classes are defined
 
@@ -256,20 +260,34 @@ class AppContext:
             except Exception:
                 log.exception("app %s: on_server_unloaded raised", self.name)
 
-    def owner(self, session_id: str) -> str | None:
-        """The user who opened the session, if it exists and was opened by a known user."""
-        context = self._contexts.get(session_id)
-        return None if context is None else context.user
+    def holdings(self, session_id: str | None, client: str | None) -> Holdings:
+        """What admission needs to know of this app for a request naming ``session_id``."""
+        context = self._contexts.get(session_id) if session_id else None
+        mine = 0
+        if client is not None:
+            mine = sum(
+                1 for c in self._contexts.values() if c.request and c.request.remote_ip == client
+            )
+        return Holdings(
+            exists=session_id in self.sessions or session_id in self._pending,
+            owner=None if context is None else context.user,
+            sessions=len(self.sessions) + len(self._pending),
+            client_sessions=mine,
+        )
 
     async def create_session_if_needed(
-        self, session_id: str, token: str, request: SessionRequest | None = None
+        self, token: Token, request: SessionRequest | None = None
     ) -> ServerSession:
-        """The session with this id, created (app code run) if it does not exist yet."""
+        """The token's session, created (app code run) if it does not exist yet.
+
+        Who may open it was decided before (:mod:`app_server.admission`); concurrent requests
+        for one new session share its creation.
+        """
+        session_id = token.session_id
         if session_id in self.sessions:
             return self.sessions[session_id]
         if session_id in self._pending:
             return await asyncio.shield(self._pending[session_id])
-        self._check_limits(request)
         future: asyncio.Future[ServerSession] = asyncio.get_running_loop().create_future()
         self._pending[session_id] = future
         try:
@@ -284,34 +302,14 @@ class AppContext:
         finally:
             del self._pending[session_id]
 
-    def _check_limits(self, request: SessionRequest | None) -> None:
-        held = len(self.sessions) + len(self._pending)
-        if self.max_sessions is not None and held >= self.max_sessions:
-            raise SessionLimitError(
-                f"the application {self.name} holds its limit of {self.max_sessions} sessions; "
-                "try again later",
-                503,
-            )
-        client = request.remote_ip if request is not None else None
-        limit = self.max_sessions_per_client
-        if limit is not None and client is not None:
-            mine = sum(
-                1 for c in self._contexts.values() if c.request and c.request.remote_ip == client
-            )
-            if mine >= limit:
-                raise SessionLimitError(
-                    f"{client} already holds {limit} sessions of {self.name}; close some tabs",
-                    429,
-                )
-
     async def _create_session(
-        self, session_id: str, token: str, request: SessionRequest | None
+        self, session_id: str, token: Token, request: SessionRequest | None
     ) -> ServerSession:
         document = Document()
         context = AppSessionContext(
             session_id, self.server_context, document, token, request, self.logout_url
         )
-        document._session_context = weakref.ref(context)
+        attach_session_context(document, context)
         try:
             for handler in self.application.handlers:
                 await _run_lifecycle(handler, "on_session_created", context)
@@ -342,7 +340,7 @@ class AppContext:
         session = ServerSession(
             session_id,
             document,
-            token,
+            token.text,
             app_name=self.name,
             executor=self.executor,
             metrics=self.metrics,
@@ -376,11 +374,63 @@ class AppContext:
             self._validated_at = now
             document.validate()
 
+    # -- connections come and go -----------------------------------------------------
+
+    def attach(self, session: ServerSession, peer: Peer) -> None:
+        """A connection to the session opened: a reconnect keeps the session."""
+        session.subscribe(peer)
+        timer = self._release_timers.pop(session.id, None)
+        if timer is not None:
+            timer.cancel()
+
+    async def detach(self, session: ServerSession, peer: Peer) -> None:
+        """A connection closed: tell the app, and discard the session after a grace period
+        once its last connection is gone."""
+        session.unsubscribe(peer)
+        await session.notify_connection_lost()
+        self._release_later(session)
+
+    def _release_later(self, session: ServerSession) -> None:
+        if session.connections or session.destroyed:
+            return
+        old = self._release_timers.pop(session.id, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._release_timers[session.id] = loop.call_later(
+            self.disconnected_lifetime, self._start_release, session
+        )
+
+    def _start_release(self, session: ServerSession) -> None:
+        self._release_timers.pop(session.id, None)
+        task = asyncio.get_running_loop().create_task(self._release(session))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _release(self, session: ServerSession) -> None:
+        if session.connections or session.destroyed:
+            return
+        if session.expiration_blocked:  # busy in a callback: look again later
+            self._release_later(session)
+            return
+        try:
+            await self.discard_session(session)
+        except Exception:
+            log.exception("app %s, session %s: discarding failed", self.name, session.id)
+
+    # -- end of sessions ---------------------------------------------------------------
+
     async def discard_session(self, session: ServerSession) -> None:
-        """Destroy a session with no connections and run its destroy hooks."""
-        if session.connections:
-            raise SessionError(f"session {session.id} still has connections")
+        """Destroy a session and run its destroy hooks; its connections are closed (1001)."""
+        for peer in list(session.connections):
+            peer.drop(CloseCode.GOING_AWAY, "the session expired")
+            session.unsubscribe(peer)
+        timer = self._release_timers.pop(session.id, None)
+        if timer is not None:
+            timer.cancel()
         async with session.locked():
+            if session.destroyed:  # discarded meanwhile (the reaper and a release at once)
+                return
             session.destroy()
         self.sessions.pop(session.id, None)
         self.metrics.sessions_destroyed[self.name] += 1
@@ -395,6 +445,8 @@ class AppContext:
                     "app %s, session %s: on_session_destroyed raised", self.name, session.id
                 )
         log.debug("app %s: discarded session %s", self.name, session.id, extra=session.log_extra)
+        if self._on_discarded is not None:
+            self._on_discarded()
 
     async def cleanup_sessions(self, unused_lifetime_seconds: float) -> int:
         """Discard the sessions unused for longer than the lifetime; how many were."""
@@ -412,9 +464,7 @@ class AppContext:
 
     async def discard_all(self) -> None:
         for session in list(self.sessions.values()):
-            session.connections.clear()
             await self.discard_session(session)
-        gc.collect()
 
 
 def _handler_failure(application: Application) -> str | None:

@@ -22,9 +22,9 @@ from bokeh.io.doc import patch_curdoc
 
 from . import protocol
 from .callbacks import CallbackScheduler, run_with_curdoc
-from .compat import release_document, use_thread_local_curdoc
 from .exceptions import DocumentAccessError
 from .metrics import Metrics
+from .ownership import release_document
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -37,15 +37,16 @@ __all__ = ["Peer", "ServerSession"]
 
 log = logging.getLogger("app_server.session")
 
-use_thread_local_curdoc()
-
 
 class Peer(Protocol):
-    """What a session needs of a connection: a way to queue encoded frames."""
+    """What a session needs of a connection: a way to queue encoded frames, and to end it."""
 
     synced: bool
 
     def send(self, frames: list[protocol.Frame]) -> None: ...
+
+    def drop(self, code: int, reason: str) -> None:
+        """End the connection now, without waiting for the peer."""
 
 
 class ServerSession:
@@ -75,7 +76,6 @@ class ServerSession:
         self.last_unsubscribe = time.monotonic()
         self._executor = executor
         self._metrics = metrics or Metrics()
-        self.release_timer: asyncio.TimerHandle | None = None
         self._lock_owner: asyncio.Task[Any] | None = None
         self._patch_source: Peer | None = None
         self._outgoing: list[tuple[DocumentPatchedEvent, Peer | None]] = []
@@ -109,9 +109,6 @@ class ServerSession:
 
     def subscribe(self, peer: Peer) -> None:
         self.connections.add(peer)
-        if self.release_timer is not None:  # a reconnect: keep the session
-            self.release_timer.cancel()
-            self.release_timer = None
 
     def unsubscribe(self, peer: Peer) -> None:
         self.connections.discard(peer)
@@ -260,9 +257,6 @@ class ServerSession:
         if self.destroyed:
             return
         self.destroyed = True
-        if self.release_timer is not None:
-            self.release_timer.cancel()
-            self.release_timer = None
         self._callbacks.close()
         release_document(self.document, self._document_changed, self.id)
 

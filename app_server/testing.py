@@ -33,7 +33,7 @@ from .app import create_app
 from .applications import AppTarget
 from .server import AppServer
 from .session import ServerSession
-from .views.sessions import session_for_request
+from .views.sessions import page_session, page_token
 
 __all__ = ["AppTestClient", "TestSession"]
 
@@ -47,6 +47,7 @@ class TestSession:
         self.server_session = session
         self.id = session.id
         self.synced = False
+        self.closed: tuple[int, str] | None = None  # how the server ended it, if it did
         self.errors: list[str] = []
         self.document = Document()
         self._receiver = protocol.Receiver()
@@ -61,6 +62,9 @@ class TestSession:
                 raise AssertionError(f"the server sent a malformed message: {message.reason}")
             if message is not None:
                 self._receive(message)
+
+    def drop(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
 
     def _receive(self, message: protocol.Message) -> None:
         if message.msgtype == protocol.PULL_DOC_REPLY:
@@ -177,8 +181,6 @@ class AppTestClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for session in self.sessions:
-            session.server_session.unsubscribe(session)
         await self.server.shutdown()
 
     async def open_session(
@@ -202,15 +204,17 @@ class AppTestClient:
             "server": ("testserver", 80),
             "client": ("127.0.0.1", 50000),
         }
-        server_session = await session_for_request(self.server, self.context, Request(scope))
+        request = Request(scope)
+        token = await page_token(self.server, self.context, request, creates=True)
+        server_session = await page_session(self.context, request, token)
         session = TestSession(server_session)
-        server_session.subscribe(session)
+        self.context.attach(server_session, session)
         await session._pull()
         self.sessions.append(session)
         return session
 
     async def close_session(self, session: TestSession) -> None:
         """Close the simulated tab and discard the session, running its destroy hooks."""
-        session.server_session.unsubscribe(session)
         self.sessions.remove(session)
+        await self.context.detach(session.server_session, session)
         await self.context.discard_session(session.server_session)

@@ -1,67 +1,118 @@
-"""Session ids and tokens, wire-compatible with ``bokeh.util.token``."""
+"""Session ids and tokens, wire-compatible with ``bokeh.util.token``, each decoded once.
+
+A token is ``base64(json).signature``; Bokeh compresses the request it carries under one key.
+:func:`read_token` checks the signature before it inflates anything, and returns everything
+the server needs of the token (session id, payload, expiry), so nothing decodes it again.
+"""
 
 from __future__ import annotations
 
-import calendar
-import datetime as dt
-from dataclasses import dataclass
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from bokeh.core.types import ID
-from bokeh.util.token import (
-    check_token_signature,
-    generate_jwt_token,
-    generate_session_id,
-    get_session_id,
-    get_token_payload,
-)
+from bokeh.util.token import generate_jwt_token, generate_session_id
 
 from .settings import Settings
 
-__all__ = ["TokenCheck", "check_token", "new_session_id", "new_token"]
+__all__ = ["Token", "new_session_id", "new_token", "read_session_id", "read_token"]
+
+# the key under which Bokeh stores the zlib-compressed request in a token's JSON
+_ZLIB_KEY = "__bk__zlib_"
 
 
 def new_session_id(settings: Settings) -> str:
     return generate_session_id(secret_key=settings.secret_key_bytes, signed=settings.sign_sessions)
 
 
-def new_token(session_id: str, settings: Settings, payload: dict[str, Any] | None = None) -> str:
-    return generate_jwt_token(
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A token as the server reads it: its session and payload, or why it cannot be used."""
+
+    text: str
+    session_id: str = ""
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    problem: str | None = None
+    expired: bool = False
+
+    @property
+    def user(self) -> str | None:
+        user = self.payload.get("user")
+        return None if user is None else str(user)
+
+
+def new_token(session_id: str, settings: Settings, payload: dict[str, Any] | None = None) -> Token:
+    """A fresh token for ``session_id`` carrying ``payload``, read as the server reads tokens."""
+    text = generate_jwt_token(
         ID(session_id),
         secret_key=settings.secret_key_bytes,
         signed=settings.sign_sessions,
         expiration=settings.session_token_expiration,
         extra_payload=payload,
     )
+    expiry = int(time.time()) + settings.session_token_expiration
+    return Token(text, session_id, {**(payload or {}), "session_expiry": expiry})
 
 
-@dataclass(frozen=True, slots=True)
-class TokenCheck:
-    """The outcome of checking a token: the session id, or why the token is refused."""
-
-    session_id: str | None = None
-    problem: str | None = None
-    expired: bool = False
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _now() -> int:
-    return calendar.timegm(dt.datetime.now(tz=dt.UTC).timetuple())
+def _signature(text: str, key: bytes) -> str:
+    digest = hmac.new(key, text.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
-def check_token(token: str, settings: Settings) -> TokenCheck:
-    """Decode and verify ``token``; an expired token is reported, not refused, here."""
-    try:
-        session_id = get_session_id(token)
-        payload = get_token_payload(token)
-    except Exception:
-        return TokenCheck(problem="the token is not a valid Bokeh session token")
+def _signed(text: str, settings: Settings) -> bool:
+    """Whether ``base.signature`` carries this server's signature (always, unsigned)."""
+    if not settings.sign_sessions:
+        return True
+    base, dot, signature = text.partition(".")
+    key = settings.secret_key_bytes
+    return bool(dot) and key is not None and hmac.compare_digest(_signature(base, key), signature)
+
+
+def _bytes_hook(obj: dict[str, Any]) -> Any:
+    """Bokeh's encoding of bytes in a token's request: ``{"bytes": base64}``."""
+    return _b64decode(obj["bytes"]) if obj.keys() == {"bytes"} else obj
+
+
+def read_session_id(session_id: str, settings: Settings) -> Token:
+    """A session id given without a token (``bokeh-session-id``), checked like a token's."""
     if not session_id:
-        return TokenCheck(problem="the token names no session")
-    if not check_token_signature(
-        token, secret_key=settings.secret_key_bytes, signed=settings.sign_sessions
-    ):
-        return TokenCheck(problem="the token's signature is invalid")
-    expiry = payload.get("session_expiry")
+        return Token("", problem="the session id is empty")
+    if not _signed(session_id, settings):
+        return Token("", problem="the session id's signature is invalid")
+    return Token("", session_id)
+
+
+def read_token(text: str, settings: Settings) -> Token:
+    """Decode and verify ``text``; an expired token is reported, not refused, here."""
+    base, _, _ = text.partition(".")
+    try:
+        claims = json.loads(_b64decode(base))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return Token(text, problem="the token is not a valid Bokeh session token")
+    session_id = claims.pop("session_id", None) if isinstance(claims, dict) else None
+    if not isinstance(session_id, str) or not session_id:
+        return Token(text, problem="the token names no session")
+    if not _signed(text, settings) or not _signed(session_id, settings):
+        return Token(text, problem="the token's signature is invalid")
+    packed = claims.pop(_ZLIB_KEY, None)
+    if packed is not None:
+        try:
+            claims.update(json.loads(zlib.decompress(_b64decode(packed)), object_hook=_bytes_hook))
+        except (ValueError, TypeError, binascii.Error, zlib.error, UnicodeDecodeError):
+            return Token(text, problem="the token's request data is corrupt")
+    expiry = claims.get("session_expiry")
     if not isinstance(expiry, int | float):
-        return TokenCheck(problem="the token has no session expiry")
-    return TokenCheck(session_id=session_id, expired=_now() >= expiry)
+        return Token(text, problem="the token has no session expiry")
+    return Token(text, session_id, claims, expired=time.time() >= expiry)

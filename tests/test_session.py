@@ -24,6 +24,9 @@ class Recorder:
             if message is not None:
                 self.messages.append(message)
 
+    def drop(self, code: int, reason: str) -> None:
+        self.dropped = (code, reason)
+
     def events(self) -> list[dict]:
         return [e for m in self.messages if m.msgtype == "PATCH-DOC" for e in m.content["events"]]
 

@@ -13,12 +13,9 @@ from bokeh.embed.bundle import Bundle, Script, bundle_for_objs_and_resources
 from bokeh.embed.elements import html_page_for_render_items, script_for_render_items
 from bokeh.embed.server import server_html_page_for_session
 from bokeh.embed.util import RenderItem
-from bokeh.model import Model
 from bokeh.resources import Resources
 from bokeh.util.paths import server_path
 from bokeh.util.serialization import make_globally_unique_css_safe_id
-from bokeh.util.token import get_session_id
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -28,8 +25,9 @@ from starlette.responses import (
     Response,
 )
 
-from .sessions import authenticated_user, session_for_token, token_for_request
-from .static import versioned
+from ..contexts import SessionCreationError
+from ..tokens import Token
+from .sessions import authenticated_user, open_session, page_session, page_token
 
 if TYPE_CHECKING:
     from ..contexts import AppContext
@@ -48,7 +46,7 @@ def resources(server: AppServer, request: Request, absolute_url: str | None = No
     root = root_url(server, request)
     if absolute_url:
         root = urljoin(absolute_url, root)
-    return Resources(mode="server", root_url=root, path_versioner=versioned)
+    return Resources(mode="server", root_url=root, path_versioner=server.static_versions)
 
 
 async def page(request: Request, *, server: AppServer, context: AppContext) -> Response:
@@ -58,15 +56,16 @@ async def page(request: Request, *, server: AppServer, context: AppContext) -> R
     connects (a crawler, a probe) costs a token, and with several workers the app code runs
     once per tab, where the socket lands.
     """
-    token = await token_for_request(server, context, request)
-    if get_session_id(token) not in context.sessions and not context.page_needs_document:
+    creates = context.page_needs_document or not context.ran_app_code
+    token = await page_token(server, context, request, creates=creates)
+    if token.session_id not in context.sessions and not context.page_needs_document:
         if context.ran_app_code or await _first_page_session(context, request, token) is None:
-            html = _page_for_token(token, _page_bundle(server, request))
+            html = _page_for_token(token.text, server.page_bundles.get(resources(server, request)))
             return HTMLResponse(_with_icon(html, root_url(server, request)))
-    session = await session_for_token(context, request, token)
+    session = await page_session(context, request, token)
     document = session.document
     html = server_html_page_for_session(
-        _PageSession(token, document),  # type: ignore[arg-type]  # it reads these two only
+        _PageSession(token.text, document),  # type: ignore[arg-type]  # it reads these two only
         resources=resources(server, request),
         title=document.title,
         template=document.template,
@@ -76,7 +75,7 @@ async def page(request: Request, *, server: AppServer, context: AppContext) -> R
 
 
 async def _first_page_session(
-    context: AppContext, request: Request, token: str
+    context: AppContext, request: Request, token: Token
 ) -> ServerSession | None:
     """The app's first page in this process creates its session, as every page does in
     ``bokeh serve``: model classes that the app code defines (custom models, extensions with
@@ -84,10 +83,8 @@ async def _first_page_session(
     An app whose code sets its own page template (``doc.template``) has every page rendered
     from its document from then on. None if the app code failed (the websocket says why)."""
     try:
-        session = await session_for_token(context, request, token)
-    except HTTPException as exc:
-        if exc.status_code != 500:  # a session limit or another user's session: refused
-            raise
+        session = await open_session(context, request, token)
+    except SessionCreationError:
         return None
     # template variables alone change nothing in Bokeh's own page template
     if session.document.template is not FILE:
@@ -119,26 +116,6 @@ def _page_for_token(token: str, bundle: Bundle) -> str:
     return html_page_for_render_items(bundle, {}, [render_item], None)
 
 
-# root URL -> (the model classes it was made with, the bundle)
-_bundles: dict[str, tuple[tuple[type, ...], Bundle]] = {}
-
-
-def _page_bundle(server: AppServer, request: Request) -> Bundle:
-    """Bokeh's scripts and styles for a page, made again only when a model class is added.
-
-    Making it scans every model class for extensions and styles: half the page's time.
-    """
-    root = root_url(server, request)
-    classes = tuple(Model.model_class_reverse_map.values())
-    cached = _bundles.get(root)
-    if cached is None or cached[0] != classes:
-        if len(_bundles) >= 16:  # one root per mount; never let it grow unbounded
-            _bundles.clear()
-        bundle = bundle_for_objs_and_resources(None, resources(server, request))
-        cached = _bundles[root] = (classes, bundle)
-    return cached[1]
-
-
 _CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": "*",
@@ -162,8 +139,9 @@ async def autoload(request: Request, *, server: AppServer, context: AppContext) 
     element_id = request.query_params.get("bokeh-autoload-element")
     if not element_id:
         return Response("No bokeh-autoload-element query parameter", 400, headers=headers)
-    token = await token_for_request(server, context, request)  # the websocket creates the session
-    if not context.ran_app_code:
+    creates = not context.ran_app_code  # else the websocket creates the session
+    token = await page_token(server, context, request, creates=creates)
+    if creates:
         await _first_page_session(context, request, token)
     app_path = request.query_params.get("bokeh-app-path", "/")
     absolute_url = request.query_params.get("bokeh-absolute-url")
@@ -175,7 +153,7 @@ async def autoload(request: Request, *, server: AppServer, context: AppContext) 
     bundle = bundle_for_objs_and_resources(
         None, resources(server, request, server_url) if with_resources else None
     )
-    render_items = [RenderItem(token=token, elementid=ID(element_id), use_for_title=False)]
+    render_items = [RenderItem(token=token.text, elementid=ID(element_id), use_for_title=False)]
     script = script_for_render_items({}, render_items, app_path=app_path, absolute_url=absolute_url)
     bundle.add(Script(script))
     js = AUTOLOAD_JS.render(bundle=bundle, elementid=element_id)

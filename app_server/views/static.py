@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-from functools import lru_cache
-from pathlib import Path
-
 from bokeh.util.paths import bokehjs_path
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
-__all__ = ["CachedStaticFiles", "bokehjs_static", "versioned"]
+__all__ = ["CachedStaticFiles", "bokehjs_static"]
 
 ONE_YEAR = 365 * 24 * 3600
 
@@ -37,18 +33,3 @@ class CachedStaticFiles(StaticFiles):
 
 def bokehjs_static() -> CachedStaticFiles:
     return CachedStaticFiles(directory=bokehjs_path())
-
-
-@lru_cache(maxsize=256)
-def _file_hash(path: str) -> str:
-    file = Path(bokehjs_path()) / path
-    try:
-        return hashlib.sha256(file.read_bytes()).hexdigest()[:16]
-    except OSError:
-        return ""
-
-
-def versioned(path: str) -> str:
-    """``js/bokeh.min.js`` gives ``js/bokeh.min.js?v=<content hash>`` (Resources' versioner)."""
-    digest = _file_hash(path)
-    return f"{path}?v={digest}" if digest else path
