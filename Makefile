@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5006
 PY312 := $(shell PYENV_VERSION=3.12.1 python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null)
 
-.PHONY: install system-deps serve test test-312 lint format check bench clean
+.PHONY: install system-deps serve test test-312 lint format check bench fuzz clean
 
 install: $(VENV)/.installed
 
@@ -47,7 +47,7 @@ format: install
 	$(BIN)/ruff format app_server tests examples
 
 check: lint
-	$(BIN)/mypy app_server
+	$(BIN)/mypy --strict app_server
 
 # The benchmark of issue 8 (see BENCHMARKS.md): app_server against `bokeh serve` under
 # $(BIN)/python, then again under Python 3.12 (bokeh 3.10) with a BokehASGI column when
@@ -63,6 +63,12 @@ bench: install
 		echo; echo "== Python 3.12, bokeh 3.10: with BokehASGI =="; \
 		.venv312/bin/python -m bench $(BENCH_ARGS); \
 	fi
+
+# The live-server fuzzer of issue 17 (python -m fuzz --help): about a minute against
+# app-server serve examples/demo.py. FUZZ_SEED=<n> replays a run (every failure names its seed);
+# FUZZ_CONNECTIONS (per worker), FUZZ_WORKERS and FUZZ_TIME_LIMIT (seconds) set its size.
+fuzz: install
+	$(BIN)/python -m fuzz
 
 clean:
 	rm -rf $(VENV) .venv312 .pytest_cache .ruff_cache .mypy_cache

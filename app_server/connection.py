@@ -123,7 +123,8 @@ class Connection:
         except asyncio.CancelledError:
             if not self._dropped:
                 raise
-            self._task.uncancel()  # our own cancel (drop): the release below is the way out
+            if self._task is not None:
+                self._task.uncancel()  # our own cancel (drop): the release below is the way out
         except Exception:
             log.exception(
                 "session %s: the websocket reader failed", session.id, extra=session.log_extra

@@ -36,8 +36,8 @@ from .callbacks import CallbackScheduler
 from .exceptions import SessionError
 from .metrics import Metrics
 from .ownership import explain_released_model, explain_shared_model, released_model
-from .requests import SessionRequest
 from .protocol import CloseCode
+from .requests import SessionRequest
 from .session import Peer, ServerSession
 from .tokens import Token
 

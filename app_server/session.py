@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from bokeh.document.callbacks import invoke_with_curdoc
 from bokeh.document.events import (
@@ -177,7 +177,7 @@ class ServerSession:
         self._check_access(event)
         # sent when the lock is released (or before a reply), one message for all of them;
         # a change that came in from a connection is not echoed back to it
-        self._outgoing.append((event, self._patch_source if event.setter is self else None))
+        self._outgoing.append((event, self._patch_source if _set_by(event, self) else None))
 
     def _send_changes(self) -> None:
         """Send the changes made under the lock: each event serialized once for everyone."""
@@ -259,6 +259,11 @@ class ServerSession:
         self.destroyed = True
         self._callbacks.close()
         release_document(self.document, self._document_changed, self.id)
+
+
+def _set_by(event: DocumentPatchedEvent, setter: object) -> bool:
+    """Whether ``setter`` made the change (Bokeh types setters as its own session classes)."""
+    return event.setter is cast(Any, setter)
 
 
 class _Locked:

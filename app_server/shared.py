@@ -46,7 +46,7 @@ def load_once(func: Callable[..., T]) -> Callable[..., T]:
     computation instead of starting their own. A call that raises is not cached.
     """
     if inspect.iscoroutinefunction(func):
-        return _load_once_async(func)  # type: ignore[return-value]
+        return _load_once_async(func)
     results: dict[Hashable, T] = {}
     locks: dict[Hashable, threading.Lock] = {}
     guard = threading.Lock()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from bokeh.core.serialization import Serializer
@@ -82,7 +82,7 @@ class TestSession:
             self.errors.append(message.content.get("text", ""))
 
     def _document_patched(self, event: DocumentPatchedEvent) -> None:
-        if event.setter is not self:
+        if event.setter is not cast(Any, self):  # Bokeh types setters as its own sessions
             self._outbox.append(protocol.patch_doc([event], self.document))
 
     # -- what a test does -----------------------------------------------------------------

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from bokeh.core.types import ID
 from bokeh.document import Document
@@ -343,7 +343,7 @@ class ClientSession:
 
     def _document_patched(self, event: DocumentPatchedEvent) -> None:
         """A local change: send it, from whichever thread made it (serialized right here)."""
-        if event.setter is self or self._quiet or self._document is None:
+        if event.setter is cast(Any, self) or self._quiet or self._document is None:
             return
         if not self.connected:
             log.debug("session %s is not connected: a change was not sent", self._id)
@@ -402,7 +402,7 @@ class ClientSession:
         if document is None:
             return
         try:
-            result = invoke_with_curdoc(document, callback.callback)  # type: ignore[func-returns-value]
+            result = invoke_with_curdoc(document, callback.callback)  # type: ignore[func-returns-value, unused-ignore]  # bokeh 3.9 types it None
             await run_with_curdoc(result, document)
         except Exception:
             log.exception("session %s: a %s raised", self._id, type(callback).__name__)

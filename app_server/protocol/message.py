@@ -6,8 +6,8 @@ one text frame (buffer header) and one binary frame (payload) per buffer.
 
 from __future__ import annotations
 
-import itertools
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -57,11 +57,11 @@ MESSAGE_TYPES: Final = frozenset(
 
 Frame = str | bytes
 
-_ids = itertools.count()
-
 
 def _next_msgid() -> str:
-    return f"m{next(_ids)}"
+    """A fresh message id: random, so that no counter is shared by every server in a process
+    (a peer only needs ids that do not repeat on its connection)."""
+    return secrets.token_hex(8)
 
 
 @dataclass(slots=True)

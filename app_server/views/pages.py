@@ -39,7 +39,8 @@ __all__ = ["autoload", "favicon", "index", "metadata", "page"]
 
 def root_url(server: AppServer, request: Request) -> str:
     """Where this server's URLs start, seen from the browser (ASGI root_path + --prefix)."""
-    return request.scope.get("root_path", "").rstrip("/") + server.settings.prefix + "/"
+    root_path: str = request.scope.get("root_path", "")
+    return root_path.rstrip("/") + server.settings.prefix + "/"
 
 
 def resources(server: AppServer, request: Request, absolute_url: str | None = None) -> Resources:
