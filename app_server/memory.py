@@ -57,9 +57,12 @@ class MemoryReclaimer:
             gc.freeze()
 
     def stop(self) -> None:
+        """Leave the process as it was found: nothing scheduled, nothing frozen."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.enabled:
+            gc.unfreeze()
 
     def collect_soon(self) -> None:
         """Coalesce the garbage collections of many discards into one, a moment later."""
