@@ -3,6 +3,8 @@
 A model created at module level in an imported module is created once per process; the
 second session that adds it fails with Bokeh's terse "Models must be owned by only a single
 document". These helpers find the model, where it was defined, and say what to do instead.
+A discarded session's document is released here too, its models marked as released so that
+a later session reusing one is told why its state is gone.
 """
 
 from __future__ import annotations
@@ -14,11 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 from bokeh.core.types import ID
 
+from ._bokeh.documents import destroy_document
+
 if TYPE_CHECKING:
     from bokeh.document import Document
     from bokeh.model import Model
 
-__all__ = ["RELEASED", "explain_released_model", "explain_shared_model", "released_model"]
+__all__ = [
+    "RELEASED",
+    "explain_released_model",
+    "explain_shared_model",
+    "release_document",
+    "released_model",
+]
 
 RELEASED = "_app_server_released_by"
 
@@ -76,6 +86,19 @@ def explain_shared_model(failure: str, documents: Iterable[Document]) -> str | N
     where = _where_defined(model) if model is not None else None
     origin = f", defined at module level as {where}" if where else ""
     return f"{kind}(id={model_id!r}) already belongs to another session's document{origin}. {FIX}."
+
+
+def release_document(document: Document, on_change: Any, session_id: str) -> None:
+    """Free a discarded session's document; a later use of one of its models is explained.
+
+    ``on_change`` (the session, which receives the document's changes) is detached first;
+    the document is then destroyed without Bokeh's per-document heap scans
+    (:func:`~app_server._bokeh.documents.destroy_document`).
+    """
+    document.remove_on_change(on_change)
+    for model in document.models:  # so a reuse in a later session is reported, not silent
+        setattr(model, RELEASED, session_id)
+    destroy_document(document)
 
 
 def released_model(document: Document) -> Model | None:

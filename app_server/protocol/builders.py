@@ -9,6 +9,7 @@ from bokeh import __version__ as bokeh_version
 from bokeh.core.serialization import Buffer, Ref, Serialized
 from bokeh.model import Model
 
+from .._bokeh.documents import new_models
 from .message import (
     ERROR,
     OK,
@@ -79,20 +80,19 @@ class _PatchSerializer(Serializer):
 
     def __init__(self, document: Document) -> None:
         super().__init__()
-        models = document.models
-        # private attributes, the same in bokeh 3.9 and 3.10 (tests/protocol/test_builders.py)
-        self._known = models._models  # id -> model
-        self._new = models._new_models
+        self._references_by_id = self.references_by_id  # bound once: get_ref runs per object
+        self._model_by_id = document.models.get_by_id
+        self._new = new_models(document)
 
     def get_ref(self, obj: Any) -> Ref | None:
-        ref = self._references.get(id(obj))
+        ref = self._references_by_id.get(id(obj))
         if (
             ref is None
             and isinstance(obj, Model)
-            and self._known.get(obj.id) is obj
+            and self._model_by_id(obj.id) is obj
             and obj not in self._new
         ):
-            ref = self._references[id(obj)] = obj.ref
+            ref = self._references_by_id[id(obj)] = obj.ref
         return ref
 
     def has_ref(self, obj: Any) -> bool:
@@ -118,9 +118,9 @@ def serialize_events(
     serializer = _PatchSerializer(document)
     serialized = []
     for event in events:
-        start = len(serializer._buffers)
+        start = serializer.buffer_count()
         rep = serializer.encode(event)
-        serialized.append((rep, serializer._buffers[start:]))
+        serialized.append((rep, serializer.buffers_from(start)))
     document.models.flush_synced(lambda model: not serializer.has_ref(model))
     return serialized
 
