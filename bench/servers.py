@@ -1,4 +1,11 @@
-"""The servers under test, each in its own subprocess on a loopback port, and /proc readings."""
+"""Servers in subprocesses on loopback ports, and /proc readings: one helper for the bench, the
+tests (``tests/servers.py``) and the fuzzer (``python -m fuzz``).
+
+:func:`start` launches a command with its output in a log file, :func:`wait_until_up` polls
+the server's BokehJS until it answers, :func:`stop` ends it (SIGTERM, then SIGKILL);
+:func:`serving` does all three around a ``with`` block. The bench's own part, below, names the
+servers it compares (:class:`ServerKind`) and starts several at once (:func:`run_servers`).
+"""
 
 from __future__ import annotations
 
@@ -11,25 +18,192 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
     "APPS",
+    "ROOT",
     "SERVERS",
     "RunningServer",
     "ServerKind",
+    "ServerProcess",
     "available_servers",
     "bokeh_version",
+    "free_port",
+    "rss_mb",
     "run_server",
     "run_servers",
+    "serving",
+    "start",
+    "stop",
+    "wait_until_up",
 ]
 
+ROOT = Path(__file__).resolve().parent.parent
 APPS_DIR = Path(__file__).resolve().parent / "apps"
 APPS = [APPS_DIR / "small.py", APPS_DIR / "heavy.py", APPS_DIR / "stream.py"]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+# -- one server process, whoever starts it ----------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS of a process in MiB, from /proc/<pid>/status."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+@dataclass
+class ServerProcess:
+    """A server started by :func:`start`: its port, its process and the file of its output."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    prefix: str = ""  # the server's --prefix: part of :attr:`url`, not of :attr:`base_url`
+    label: str = "the server"  # for error messages
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.base_url + self.prefix
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log()
+            if text in log:
+                return log
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} did not appear in the server log:\n{self.log()[-3000:]}")
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.label} exited early:\n{self.log()[-5000:]}")
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server process (all its threads), from /proc/<pid>/stat."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        # fields[0] is the state (field 3 of the man page): utime is field 14, stime 15.
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def rss_bytes(self) -> int:
+        """VmRSS of the server process, from /proc/<pid>/status."""
+        return int(rss_mb(self.pid) * 1024 * 1024)
+
+
+def start(
+    command: Sequence[str],
+    port: int,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    log_prefix: str = "server-",
+    prefix: str = "",
+    label: str = "the server",
+) -> ServerProcess:
+    """Launch ``command`` (a server that will listen on ``port``) with stdout and stderr in a
+    temporary log file; ``env`` is the whole environment of the child (default: ours)."""
+    log_file = tempfile.NamedTemporaryFile(prefix=log_prefix, suffix=".log", delete=False)
+    try:
+        process = subprocess.Popen(
+            list(command),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(os.environ if env is None else env),
+            cwd=cwd,
+        )
+    finally:
+        log_file.close()  # the child has its own descriptor
+    return ServerProcess(port, process, Path(log_file.name), prefix=prefix, label=label)
+
+
+def wait_until_up(server: ServerProcess, timeout: float = 30.0) -> None:
+    """Poll the server's BokehJS until it answers (any HTTP status will do)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        server.check_alive()
+        try:
+            urllib.request.urlopen(server.url + "/static/js/bokeh.min.js", timeout=2).close()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{server.label} did not start in {timeout}s:\n{server.log()[-5000:]}")
+
+
+def stop(server: ServerProcess, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; waits for the process either way."""
+    if server.process.poll() is None:
+        server.process.terminate()
+    _wait_or_kill(server.process, timeout)
+
+
+def _wait_or_kill(process: subprocess.Popen[bytes], timeout: float) -> None:
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def serving(
+    command: Sequence[str],
+    port: int,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    log_prefix: str = "server-",
+    prefix: str = "",
+    label: str = "the server",
+    timeout: float = 30.0,
+) -> Iterator[ServerProcess]:
+    """:func:`start` the server, wait until it is up, and :func:`stop` it after the block."""
+    server = start(
+        command, port, env=env, cwd=cwd, log_prefix=log_prefix, prefix=prefix, label=label
+    )
+    try:
+        wait_until_up(server, timeout)
+        yield server
+    finally:
+        stop(server)
+
+
+def with_root_on_path(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Our environment (or ``env``) with the repository root on PYTHONPATH, for ``-m bench...``."""
+    base = dict(os.environ if env is None else env)
+    base["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), base.get("PYTHONPATH")]))
+    return base
+
+
+# -- the bench's servers ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -96,63 +270,12 @@ def available_servers() -> list[ServerKind]:
     return kinds
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
-class RunningServer:
-    kind: ServerKind
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
+class RunningServer(ServerProcess):
+    """One of the compared servers, as the bench runs it."""
+
+    kind: ServerKind = field(kw_only=True)
     closed_at: float = 0.0  # time.monotonic() when the bench last closed sessions here
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def cpu_seconds(self) -> float:
-        """utime + stime of the server process (all its threads), from /proc/<pid>/stat."""
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        # fields[0] is the state (field 3 of the man page): utime is field 14, stime 15.
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-    def rss_bytes(self) -> int:
-        """VmRSS of the server process, from /proc/<pid>/status."""
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no VmRSS for pid {self.pid}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"{self.kind.label} exited:\n{self.log()[-3000:]}")
-
-
-def _wait_until_up(server: RunningServer, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        server.check_alive()
-        try:
-            urllib.request.urlopen(server.base_url + "/static/js/bokeh.min.js", timeout=2).close()
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{server.kind.label} did not start in {timeout}s:\n{server.log()[-3000:]}")
 
 
 @contextlib.contextmanager
@@ -183,53 +306,32 @@ def run_servers(
         for kind in kinds:
             servers.append(_start(kind, apps, check_ms, lifetime_ms))
         for server in servers:
-            _wait_until_up(server, timeout=60)
+            wait_until_up(server, timeout=60)
         yield servers
     except BaseException:
         failed = True
         raise
     finally:
         for server in servers:
-            server.process.terminate()
+            if server.process.poll() is None:
+                server.process.terminate()  # all at once: they stop in parallel
         for server in servers:
-            _stop(server, keep_log=failed)
+            _wait_or_kill(server.process, 10.0)
+            if failed:
+                print(f"{server.label}'s log: {server.log_path}", file=sys.stderr)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(server.log_path)
 
 
 def _start(
     kind: ServerKind, apps: Sequence[Path], check_ms: int, lifetime_ms: int
 ) -> RunningServer:
     port = free_port()
-    log_file = tempfile.NamedTemporaryFile(prefix=f"bench-{kind.key}-", suffix=".log", delete=False)
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-    }
+    env = with_root_on_path()
     env.pop("BOKEH_ALLOW_WS_ORIGIN", None)
-    try:
-        process = subprocess.Popen(
-            kind.command(port, apps, check_ms, lifetime_ms),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=root,
-        )
-    finally:
-        log_file.close()  # the child has its own descriptor
-    return RunningServer(kind, port, process, Path(log_file.name))
-
-
-def _stop(server: RunningServer, keep_log: bool) -> None:
-    process = server.process
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    if keep_log:
-        print(f"{server.kind.label}'s log: {server.log_path}", file=sys.stderr)
-    else:
-        with contextlib.suppress(OSError):
-            os.unlink(server.log_path)
+    command = kind.command(port, apps, check_ms, lifetime_ms)
+    started = start(command, port, env=env, cwd=ROOT, log_prefix=f"bench-{kind.key}-")
+    return RunningServer(
+        started.port, started.process, started.log_path, label=kind.label, kind=kind
+    )

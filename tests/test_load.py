@@ -1,7 +1,7 @@
 """Hostile load on a live server: a client that never reads, and 500 sessions at once.
 
 Both run ``app-server serve tests/apps/security_stream.py`` in a subprocess and speak the Bokeh
-protocol over real websockets (the raw client of tests/test_fuzz.py). Nothing here asserts a
+protocol over real websockets (the raw client of fuzz/rawws.py). Nothing here asserts a
 speed: waits are bounded only to turn a hang into a failure.
 """
 
@@ -21,17 +21,10 @@ import pytest
 from bokeh.util.token import generate_jwt_token, generate_session_id, get_session_id
 
 from app_server import protocol
-from app_server.protocol import Message
+from fuzz.framing import BokehMessage
+from fuzz.rawws import Closed, RawWebSocket, find_model, message_frames, open_raw
 from tests.conftest import TEST_APPS
-from tests.servers import RunningServer, run_app_server
-from tests.test_fuzz import (
-    Closed,
-    RawWebSocket,
-    find_model,
-    message_frames,
-    open_raw,
-    rss_mb,
-)
+from tests.servers import RunningServer, rss_mb, run_app_server
 from tests.wsclient import fetch_token
 
 APP = TEST_APPS / "security_stream.py"
@@ -50,7 +43,7 @@ def metric(server: RunningServer, name: str) -> float:
     return float(match.group(1))
 
 
-def streamed_seqs(message: Message) -> list[int]:
+def streamed_seqs(message: BokehMessage) -> list[int]:
     """The sequence numbers a PATCH-DOC streamed into the app's source."""
     seqs: list[int] = []
     for event in message.content.get("events", []):

@@ -2,9 +2,11 @@
 
 Each attack runs against both servers, started alike: signed session ids with the same
 ``BOKEH_SECRET_KEY``, the same ``--websocket-max-message-size``, the same apps and the same
-auth module (a plain ``user`` cookie names the user). The test asserts what app_server does;
-for ``bokeh serve`` it only records what it saw. ``pytest -s`` prints the table that
-SECURITY.md reproduces.
+auth module (a plain ``user`` cookie names the user). Each row asserts both sides: what
+app_server must do, and what ``bokeh serve`` does (bokeh 3.9 and 3.10 alike), so a difference
+the table shows is a difference the test checks, and a row whose attack stopped working (a probe
+that reaches nothing, a server that refuses everything) fails instead of passing. ``pytest -s``
+prints the table that SECURITY.md reproduces.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,9 +32,8 @@ from bokeh.util.token import (
 )
 
 from app_server import protocol
-from tests.conftest import EXAMPLES, TEST_APPS
-from tests.servers import RunningServer, run_app_server, run_bokeh_serve
-from tests.test_fuzz import (
+from fuzz.framing import BokehMessage
+from fuzz.rawws import (
     BINARY,
     TEXT,
     Closed,
@@ -42,9 +44,10 @@ from tests.test_fuzz import (
     bokeh_frames,
     find_model,
     message_frames,
-    rss_mb,
     text,
 )
+from tests.conftest import EXAMPLES, TEST_APPS
+from tests.servers import RunningServer, rss_mb, run_app_server, run_bokeh_serve
 from tests.test_load import honest_reader
 
 SECRET = "app-server-security-compare-secret-key-0123456789"
@@ -107,7 +110,7 @@ class Target:
         )
 
     def rss(self) -> float:
-        return rss_mb(self.server.process.pid)
+        return rss_mb(self.server.pid)
 
 
 @dataclass
@@ -117,11 +120,17 @@ class Seen:
     status: int | None = None  # the HTTP status of a refused handshake
     body: str = ""
     acked: bool = False
-    replies: list[protocol.Message] = field(default_factory=list)
+    replies: list[BokehMessage] = field(default_factory=list)
     closed: Closed | None = None  # None: the connection stayed open
 
     def errors(self) -> list[dict[str, Any]]:
         return [m.content for m in self.replies if m.msgtype == protocol.ERROR]
+
+    def transcript(self) -> str:
+        """Everything the client was told: the handshake's body, every reply in full (an
+        ERROR's traceback too), the close reason."""
+        parts = [self.body, *(json.dumps(reply.content) for reply in self.replies)]
+        return "\n".join([*parts, self.closed.reason if self.closed else ""])
 
     def summary(self) -> str:
         if self.status is not None:
@@ -514,9 +523,23 @@ TRAVERSALS = [
 ]
 
 
+# files the static routes serve: a traversal that finds nothing must still find these
+STATIC_CONTROLS = {
+    "/static/js/bokeh.min.js": "Bokeh",
+    "/lifecycle_app/static/style.css": ".greeting",
+}
+# what the traversals aim at, and a line each would show if it leaked
+LEAK_MARKERS = {
+    Path("/etc/passwd"): "root:x:0:0",
+    EXAMPLES / "lifecycle_app" / "server_lifecycle.py": "def on_server_loaded",
+    EXAMPLES / "lifecycle_app" / "main.py": "from .helpers import",
+}
+
+
 @dataclass
 class Traversal:
     results: dict[str, tuple[int, bool]]  # path: (status, leaked)
+    controls: dict[str, bool]  # a file the static routes do serve: served with its content
 
     def summary(self) -> str:
         statuses = sorted({status for status, _ in self.results.values()})
@@ -526,22 +549,27 @@ class Traversal:
 
 
 async def directory_traversal(t: Target) -> Traversal:
-    secrets = ("root:x:0:0", "def on_server_loaded", "from .helpers import", "curdoc()")
+    secrets = (*LEAK_MARKERS.values(), "curdoc()")
     results = {}
     for path in TRAVERSALS:
         status, _, body = t.get(path)
         results[path] = (status, status == 200 and any(s in body for s in secrets))
-    return Traversal(results)
+    controls = {}
+    for path, words in STATIC_CONTROLS.items():
+        status, _, body = t.get(path)
+        controls[path] = status == 200 and words in body
+    return Traversal(results, controls)
 
 
 @dataclass
 class Traces:
     found: dict[str, str]  # where: what the client got
+    patch_errors: int  # ERROR replies to the bad patch (the probe worked: one)
 
     def summary(self) -> str:
         parts = []
         for where, body in self.found.items():
-            leak = "Traceback" in body or 'File "' in body
+            leak = has_traceback(body)
             parts.append(f"{where}: {'a TRACEBACK' if leak else 'no traceback'}")
         return "; ".join(parts)
 
@@ -553,16 +581,21 @@ async def stack_traces(t: Target) -> Traces:
     match = TOKEN.search(body)
     if status == 200 and match:  # app_server runs the app when the websocket opens
         seen = await attempt(t, token=match.group(1), app="/broken")
-        found[f"its websocket ({seen.summary()[:60]})"] = seen.summary()
+        found[f"its websocket ({seen.summary()[:60]})"] = seen.transcript()
     status, _, body = t.get("/demo?bokeh-token=not-a-token")
     found[f"page with a garbage token (HTTP {status})"] = body
     event = {"kind": "ModelChanged", "model": {"id": "p999999"}, "attr": "value", "new": 2}
     seen = await attempt(t, patch_frames([event]))
-    found["ERROR reply to a bad patch"] = json.dumps(seen.errors())
-    return Traces(found)
+    found["ERROR reply to a bad patch"] = seen.transcript()
+    return Traces(found, len(seen.errors()))
 
 
-# the rows of SECURITY.md's table, in order, with what app_server must do
+def has_traceback(body: str) -> bool:
+    return "Traceback" in body or 'File "' in body
+
+
+# the rows of SECURITY.md's table, in order, with what app_server must do and what bokeh serve
+# does; a check of bokeh serve's side pins the contrast the row claims (or the parity)
 
 
 def refused(status: int, words: str = "") -> Callable[[Seen], None]:
@@ -583,19 +616,46 @@ def closes(code: int, words: str = "") -> Callable[[Seen], None]:
     return check
 
 
-def error_reply(words: str) -> Callable[[Seen], None]:
+def error_reply(words: str, *, traceback: bool = False) -> Callable[[Seen], None]:
+    """One ERROR naming ``words``, the connection open; with a traceback or without."""
+
     def check(seen: Seen) -> None:
         assert seen.closed is None, f"the connection should stay open: {seen.summary()}"
         errors = seen.errors()
         assert len(errors) == 1 and words in errors[0]["text"], seen.summary()
-        assert errors[0]["traceback"] is None
+        if traceback:
+            assert has_traceback(str(errors[0].get("traceback"))), seen.summary()
+        else:
+            assert errors[0]["traceback"] is None, seen.summary()
 
     return check
+
+
+def no_session(seen: Seen) -> None:
+    """bokeh serve upgrades the websocket, then closes it without an ACK: no session."""
+    assert seen.status is None and not seen.acked, seen.summary()
+    assert seen.closed is not None, seen.summary()
+
+
+def stays_open(seen: Seen) -> None:
+    """The server took it: an ACK, and the connection is still open at the end."""
+    assert seen.acked and seen.closed is None, seen.summary()
+
+
+def dropped(seen: Seen) -> None:
+    """The server hung up without a close frame (no close code for the client to see)."""
+    assert seen.acked and seen.closed is not None and not seen.closed.clean, seen.summary()
 
 
 def check_theft(theft: SessionIdTheft) -> None:
     assert not theft.leaked_cookies, theft.summary()
     assert theft.seen.status == 403 or theft.seen.closed is not None, theft.summary()
+
+
+def theft_succeeds(theft: SessionIdTheft) -> None:
+    """bokeh serve: mallory's page carries alice's cookies, and her websocket works."""
+    assert theft.leaked_cookies == {"user": "alice"}, theft.summary()
+    stays_open(theft.seen)
 
 
 def check_unchanged(expected: Callable[[Seen], None]) -> Callable[[DocCheck], None]:
@@ -607,7 +667,8 @@ def check_unchanged(expected: Callable[[Seen], None]) -> Callable[[DocCheck], No
 
 
 def ok_reply(seen: Seen) -> None:
-    assert seen.closed is None and seen.replies[0].msgtype == protocol.OK
+    assert seen.closed is None and seen.replies, seen.summary()
+    assert seen.replies[0].msgtype == protocol.OK, seen.summary()
 
 
 def check_slow(result: SlowReader) -> None:
@@ -617,52 +678,82 @@ def check_slow(result: SlowReader) -> None:
     assert result.others_late >= 20, result.summary()
 
 
-def check_traversal(result: Traversal) -> None:
-    assert not any(leaked for _, leaked in result.results.values()), result.summary()
-    assert all(status in (400, 404) for status, _ in result.results.values()), result.results
+def never_dropped(result: SlowReader) -> None:
+    assert result.dropped_after is None and result.closed is None, result.summary()
+
+
+def check_traversal(*statuses: int) -> Callable[[Traversal], None]:
+    def check(result: Traversal) -> None:
+        assert all(result.controls.values()), f"the static routes serve nothing: {result.controls}"
+        assert not any(leaked for _, leaked in result.results.values()), result.summary()
+        assert all(status in statuses for status, _ in result.results.values()), result.results
+
+    return check
 
 
 def check_traces(result: Traces) -> None:
+    assert result.patch_errors == 1, result.found
     for where, body in result.found.items():
-        assert "Traceback" not in body and 'File "' not in body, (where, body)
+        assert not has_traceback(body), (where, body)
 
 
+def patch_error_has_a_traceback(result: Traces) -> None:
+    """bokeh serve: pages hide tracebacks, the ERROR reply to a bad patch carries one."""
+    assert result.patch_errors == 1, result.found
+    for where, body in result.found.items():
+        assert has_traceback(body) == (where == "ERROR reply to a bad patch"), (where, body)
+
+
+# (row, attack, what app_server must do, what bokeh serve does)
 ATTACKS: list[Any] = [
     ("cross-site websocket hijacking (foreign Origin)", foreign_origin,
-     refused(403, "--allow-websocket-origin")),
-    ("websocket without a login (auth module)", no_login, refused(403, "log in")),
-    ("forged token (signed with another key)", forged_token, refused(403, "signature")),
+     refused(403, "--allow-websocket-origin"), refused(403, "cross origin")),
+    ("websocket without a login (auth module)", no_login, refused(403, "log in"), no_session),
+    ("forged token (signed with another key)", forged_token, refused(403, "signature"),
+     no_session),
     ("tampered token (session id changed, signature kept)", tampered_token,
-     refused(403, "signature")),
-    ("expired token for a session that is gone", expired_token, refused(403, "expired")),
+     refused(403, "signature"), no_session),
+    ("expired token for a session that is gone", expired_token, refused(403, "expired"),
+     no_session),
     ("another user's token (alice's token, mallory's login)", another_users_token,
-     refused(403, "another user")),
+     refused(403, "another user"), stays_open),
     ("another user's session id (mallory asks a page for alice's session)",
-     another_users_session_id, check_theft),
+     another_users_session_id, check_theft, theft_succeeds),
     ("oversized message (one frame > --websocket-max-message-size)", oversized_frame,
-     closes(1009)),
+     closes(1009), closes(1009)),
     ("oversized message (frames each under the limit, together over it)", oversized_in_parts,
-     closes(1009, "exceeds the limit")),
-    ("malformed frame: reserved bits set", reserved_bits, closes(1002)),
-    ("malformed frame: client frame not masked", unmasked_frame, closes(1002)),
-    ("malformed frame: text frame with invalid UTF-8", invalid_utf8, closes(1007)),
-    ("non-JSON header", non_json, closes(1007, "not valid JSON")),
-    ("deeply nested JSON (100 kB of '[')", deeply_nested, closes(1007, "nested too deeply")),
-    ("JSON of the wrong shape (header is a list)", wrong_shape, closes(1002, "JSON object")),
+     closes(1009, "exceeds the limit"), ok_reply),
+    ("malformed frame: reserved bits set", reserved_bits, closes(1002), dropped),
+    ("malformed frame: client frame not masked", unmasked_frame, closes(1002), stays_open),
+    ("malformed frame: text frame with invalid UTF-8", invalid_utf8, closes(1007), dropped),
+    ("non-JSON header", non_json, closes(1007, "not valid JSON"),
+     closes(10000, "failed to parse")),
+    ("deeply nested JSON (100 kB of '[')", deeply_nested, closes(1007, "nested too deeply"),
+     closes(10000, "failed to parse")),
+    ("JSON of the wrong shape (header is a list)", wrong_shape, closes(1002, "JSON object"),
+     closes(10000, "failed to parse")),
     ("JSON of the wrong shape (PATCH-DOC events not a list)", wrong_content_shape,
-     error_reply("events")),
-    ("unknown msgtype", unknown_msgtype, error_reply("NOT-A-TYPE")),
+     error_reply("events"), error_reply("AssertionError", traceback=True)),
+    ("unknown msgtype", unknown_msgtype, error_reply("NOT-A-TYPE"),
+     closes(10000, "failed to parse")),
     ("buffers announced but never sent (next header arrives)", buffers_never_sent,
-     closes(1002, "buffer header")),
-    ("binary frame out of place (as the header)", binary_header, closes(1003, "text frame")),
-    ("binary frame out of place (as the content)", binary_content, closes(1003, "text frame")),
-    ("patch naming an unknown model", unknown_model, error_reply("p999999")),
-    ("patch naming an unknown property", unknown_property, check_unchanged(ok_reply)),
+     closes(1002, "buffer header"), closes(10001, "Malformed buffer header")),
+    ("binary frame out of place (as the header)", binary_header, closes(1003, "text frame"),
+     closes(10001, "expected text fragment")),
+    ("binary frame out of place (as the content)", binary_content, closes(1003, "text frame"),
+     closes(10001, "expected text fragment")),
+    ("patch naming an unknown model", unknown_model, error_reply("p999999"),
+     error_reply("p999999", traceback=True)),
+    ("patch naming an unknown property", unknown_property, check_unchanged(ok_reply),
+     check_unchanged(ok_reply)),
     ("events for another document's models", another_documents_model,
-     check_unchanged(error_reply("UnknownReferenceError"))),
-    ("slow reader (never reads while a 10 ms callback streams)", slow_reader, check_slow),
-    ("directory traversal on static routes", directory_traversal, check_traversal),
-    ("stack traces in responses", stack_traces, check_traces),
+     check_unchanged(error_reply("UnknownReferenceError")),
+     check_unchanged(error_reply("UnknownReferenceError", traceback=True))),
+    ("slow reader (never reads while a 10 ms callback streams)", slow_reader, check_slow,
+     never_dropped),
+    ("directory traversal on static routes", directory_traversal, check_traversal(400, 404),
+     check_traversal(403, 404)),
+    ("stack traces in responses", stack_traces, check_traces, patch_error_has_a_traceback),
 ]  # fmt: skip
 
 
@@ -717,11 +808,14 @@ def _id(entry: Any) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.split(" (")[0].lower()).strip("-")
 
 
-@pytest.mark.parametrize(("name", "attack", "check"), ATTACKS, ids=[_id(a) for a in ATTACKS])
+@pytest.mark.parametrize(
+    ("name", "attack", "check", "bokeh_does"), ATTACKS, ids=[_id(a) for a in ATTACKS]
+)
 async def test_attack(
     name: str,
     attack: Attack,
     check: Callable[[Any], None],
+    bokeh_does: Callable[[Any], None],
     targets: dict[str, Target],
     table: dict[str, dict[str, str]],
 ) -> None:
@@ -729,8 +823,13 @@ async def test_attack(
     for kind, target in targets.items():
         results[kind] = await asyncio.wait_for(attack(target), 120)
         table.setdefault(name, {})[kind] = summary(results[kind])
-    assert table[name]["bokeh serve"], "nothing was observed from bokeh serve"
-    check(results["app_server"])
+    failures = []
+    for kind, expected in (("app_server", check), ("bokeh serve", bokeh_does)):
+        try:
+            expected(results[kind])
+        except AssertionError as failure:
+            failures.append(f"{kind}: {failure}")
+    assert not failures, "\n".join(failures)
 
 
 async def test_session_flooding(table: dict[str, dict[str, str]]) -> None:
@@ -774,4 +873,10 @@ async def test_session_flooding_bokeh_serve(
     flood = await flood_one_address(targets["bokeh serve"])
     row = table.setdefault(FLOOD_ROW, {})
     row["bokeh serve"] = f"no such limits; 12 sessions from 127.0.0.1: {flood.summary()}"
-    assert flood.outcomes
+    assert flood.outcomes == ["ACK"] * 12, flood.summary()
+
+
+def test_the_traversal_probes_would_see_a_leak() -> None:
+    """Each file the traversals aim at holds the line its leak would show."""
+    for path, marker in LEAK_MARKERS.items():
+        assert marker in path.read_text(), path
