@@ -79,13 +79,8 @@ class Receiver:
         """Consume one frame: a complete message, a violation, or ``None`` for "need more"."""
         if self.violation is not None:
             return self.violation
-        size = len(frame)
-        if (
-            isinstance(frame, str)
-            and self._max_size is not None
-            and self._size + 4 * size > self._max_size
-        ):
-            size = len(frame.encode())  # near the limit: count UTF-8 bytes, not characters
+        # UTF-8 bytes, as on the wire; str.isascii() is O(1), so only non-ASCII text is encoded
+        size = len(frame) if isinstance(frame, bytes) or frame.isascii() else len(frame.encode())
         self._size += size
         if self._max_size is not None and self._size > self._max_size:
             return self._fail(
