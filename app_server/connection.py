@@ -31,6 +31,10 @@ log = logging.getLogger("app_server.connection")
 
 CLOSE_TIMEOUT = 1.0  # seconds a close may wait on the transport
 VIOLATION_DRAIN = 5.0  # seconds replies to earlier, valid messages may take before the close
+# what a client may send; any other type (ACK, OK, PULL-DOC-REPLY...) closes the connection
+REQUESTS = frozenset(
+    {protocol.PATCH_DOC, protocol.PULL_DOC_REQ, protocol.PUSH_DOC, protocol.SERVER_INFO_REQ}
+)
 
 
 class ConnectionState(enum.Enum):
@@ -206,6 +210,10 @@ class Connection:
             if result is None:
                 continue
             metrics.messages_in += 1
+            if not isinstance(result, ProtocolViolation) and result.msgtype not in REQUESTS:
+                # a reply type, or no type at all: the client broke the protocol (as in Bokeh)
+                text = f"the server does not accept {result.msgtype!r} messages"
+                result = ProtocolViolation(CloseCode.PROTOCOL_ERROR, text)
             if isinstance(result, ProtocolViolation):
                 log.warning(
                     "session %s: closing the websocket: %s",
@@ -235,17 +243,8 @@ class Connection:
                 await session.pull(self, message)
             elif msgtype == protocol.PUSH_DOC:
                 await session.push(self, message)
-            elif msgtype == protocol.SERVER_INFO_REQ:
+            else:  # SERVER-INFO-REQ, the last of REQUESTS
                 self.send(protocol.encode(protocol.server_info_reply(message.msgid)))
-            else:
-                log.warning(
-                    "session %s: unexpected message type %r",
-                    session.id,
-                    msgtype,
-                    extra=session.log_extra,
-                )
-                text = f"the server does not accept {msgtype!r} messages"
-                self.send(protocol.encode(protocol.error(message.msgid, text)))
         except Exception as exc:
             log.exception(
                 "session %s: handling %s failed", session.id, msgtype, extra=session.log_extra

@@ -30,7 +30,7 @@ from fuzz.rawws import CONTINUATION, TEXT, WireFrame
 
 __all__ = ["REPLIES", "Prediction", "predict", "websocket_violation"]
 
-# the reply types that fit each request; any other message type earns an ERROR
+# the reply types that fit each request; any other message type closes the connection (1002)
 REPLIES: dict[str, frozenset[str]] = {
     PULL_DOC_REQ: frozenset({PULL_DOC_REPLY, ERROR}),
     SERVER_INFO_REQ: frozenset({SERVER_INFO_REPLY}),
@@ -108,6 +108,9 @@ def predict(
         result = framing.feed(data.decode() if opcode == TEXT else data)
         if isinstance(result, Violation):
             prediction.close, prediction.reason = result.code, result.reason
+        elif isinstance(result, BokehMessage) and result.msgtype not in REPLIES:
+            # a type only a server sends, or none: the client broke the protocol
+            prediction.close, prediction.reason = 1002, "does not accept"
         elif isinstance(result, BokehMessage):
             allowed = labels.get(result.msgid) or REPLIES.get(result.msgtype, ONLY_ERROR)
             prediction.replies.append((result.msgid, allowed))

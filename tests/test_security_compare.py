@@ -734,7 +734,7 @@ ATTACKS: list[Any] = [
      closes(10000, "failed to parse")),
     ("JSON of the wrong shape (PATCH-DOC events not a list)", wrong_content_shape,
      error_reply("events"), error_reply("AssertionError", traceback=True)),
-    ("unknown msgtype", unknown_msgtype, error_reply("NOT-A-TYPE"),
+    ("unknown msgtype", unknown_msgtype, closes(1002, "does not accept 'NOT-A-TYPE'"),
      closes(10000, "failed to parse")),
     ("buffers announced but never sent (next header arrives)", buffers_never_sent,
      closes(1002, "buffer header"), closes(10001, "Malformed buffer header")),

@@ -96,18 +96,21 @@ async def test_the_sender_gets_the_callback_result_but_not_its_own_change(
         assert not any(e["model"]["id"] == slider for e in events), "no echo of the sender's change"
 
 
-async def test_an_unknown_message_type_gets_an_error_and_the_connection_stays(
-    demo_server: RunningServer,
+@pytest.mark.parametrize("msgtype", ["NOT-A-TYPE", protocol.ACK, protocol.PULL_DOC_REPLY])
+async def test_a_message_type_a_client_may_not_send_closes_the_connection_as_in_bokeh(
+    demo_server: RunningServer, msgtype: str
 ) -> None:
     socket, _ = await open_session(demo_server)
     async with socket:
-        reply = await socket.request("NOT-A-TYPE")
-        assert reply.msgtype == protocol.ERROR
-        assert "NOT-A-TYPE" in reply.content["text"]
-        assert reply.content["traceback"] is None
-        assert (
-            await socket.request(protocol.SERVER_INFO_REQ)
-        ).msgtype == protocol.SERVER_INFO_REPLY
+        await socket.send(protocol.make_message(msgtype))
+        with pytest.raises(ConnectionClosed) as closed:
+            await socket.receive()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1002
+        assert repr(msgtype) in closed.value.rcvd.reason
+    other, _ = await open_session(demo_server)  # the server goes on
+    async with other:
+        reply = await other.request(protocol.SERVER_INFO_REQ)
+        assert reply.msgtype == protocol.SERVER_INFO_REPLY
 
 
 async def test_a_patch_naming_an_unknown_model_gets_an_error(demo_server: RunningServer) -> None:
