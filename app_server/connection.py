@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from . import protocol
-from .protocol import CloseCode, ProtocolViolation, Receiver
+from .protocol import CloseCode, ProtocolViolation, Receiver, close_reason
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
@@ -300,6 +300,6 @@ class Connection:
 
     async def _close_socket(self, code: int, reason: str, timeout: float | None) -> None:
         try:
-            await asyncio.wait_for(self.websocket.close(code, reason[:120]), timeout)
+            await asyncio.wait_for(self.websocket.close(code, close_reason(reason)), timeout)
         except Exception as exc:
             log.debug("session %s: close failed: %r", self.session.id, exc)

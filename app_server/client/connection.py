@@ -244,7 +244,7 @@ class Connection:
                     detail = f"the server sent a malformed message: {result.reason}"
                     ending = Disconnect(ErrorReason.PROTOCOL_ERROR, result.code, detail)
                     log.error("%s; closing the connection to %s", detail, self.url)
-                    await ws.close(result.code, result.reason[:120])
+                    await ws.close(result.code, protocol.close_reason(result.reason))
                     break
                 self._dispatch(result)
         except ConnectionClosed:
@@ -299,7 +299,7 @@ class Connection:
         if not drained.done():
             drained.cancel()
             log.warning("closing the connection to %s with unsent messages", self.url)
-        await self._ws.close(CloseCode.NORMAL, why[:120])
+        await self._ws.close(CloseCode.NORMAL, protocol.close_reason(why))
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _end(self, ending: Disconnect) -> None:

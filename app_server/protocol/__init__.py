@@ -31,7 +31,7 @@ from .message import (
     encode,
     make_message,
 )
-from .receiver import CloseCode, ProtocolViolation, Receiver
+from .receiver import CloseCode, ProtocolViolation, Receiver, close_reason
 
 __all__ = [
     "ACK",
@@ -49,6 +49,7 @@ __all__ = [
     "Message",
     "ProtocolViolation",
     "Receiver",
+    "close_reason",
     "document_of",
     "encode",
     "error",

@@ -17,7 +17,7 @@ from bokeh.core.types import ID
 
 from .message import Frame, Message
 
-__all__ = ["CloseCode", "ProtocolViolation", "Receiver"]
+__all__ = ["CloseCode", "ProtocolViolation", "Receiver", "close_reason"]
 
 
 class CloseCode(enum.IntEnum):
@@ -32,6 +32,17 @@ class CloseCode(enum.IntEnum):
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     TRY_AGAIN_LATER = 1013
+
+
+MAX_CLOSE_REASON = 123  # bytes of UTF-8 a close frame's reason may hold (RFC 6455, 5.5)
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to what a close frame can carry: 123 bytes of UTF-8, whole characters."""
+    data = text.encode()
+    if len(data) <= MAX_CLOSE_REASON:
+        return text
+    return data[: MAX_CLOSE_REASON - 3].decode(errors="ignore") + "..."
 
 
 @dataclass(frozen=True, slots=True)

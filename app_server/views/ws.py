@@ -11,7 +11,7 @@ from starlette.websockets import WebSocket
 from ..admission import Refusal, Refuse, token_from_subprotocols
 from ..connection import Connection
 from ..contexts import SessionCreationError
-from ..protocol import CloseCode
+from ..protocol import CloseCode, close_reason
 from ..requests import request_payload
 from ..tokens import read_token
 from .sessions import admit, open_session
@@ -32,7 +32,7 @@ async def _refuse(websocket: WebSocket, refusal: Refuse) -> None:
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(PlainTextResponse(refusal.reason, refusal.status))
     else:
-        await websocket.close(refusal.close_code, refusal.reason[:120])
+        await websocket.close(refusal.close_code, close_reason(refusal.reason))
 
 
 async def websocket_endpoint(
@@ -60,7 +60,7 @@ async def websocket_endpoint(
     except SessionCreationError as exc:
         # the app code failed: say so in the close reason, which BokehJS logs
         await websocket.accept(subprotocol="bokeh")
-        await websocket.close(CloseCode.INTERNAL_ERROR, str(exc).splitlines()[0][:120])
+        await websocket.close(CloseCode.INTERNAL_ERROR, close_reason(str(exc).splitlines()[0]))
         return
     settings = server.settings
     connection = Connection(

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app_server.protocol import CloseCode, Message, ProtocolViolation, Receiver
+from app_server.protocol import CloseCode, Message, ProtocolViolation, Receiver, close_reason
 
 HEADER = '{"msgid":"1","msgtype":"PATCH-DOC"}'
 HEADER_2_BUFFERS = '{"msgid":"1","msgtype":"PATCH-DOC","num_buffers":2}'
@@ -168,3 +168,17 @@ def test_the_size_limit_counts_bytes_of_multibyte_text() -> None:
     results = feed(receiver, [header, "{}", json.dumps({"x": "é" * 30}, ensure_ascii=False)])
     assert isinstance(results[-1], ProtocolViolation), "30 characters, 60 bytes of é"
     assert results[-1].code == CloseCode.MESSAGE_TOO_BIG
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("short", "short", id="short"),
+        pytest.param("x" * 123, "x" * 123, id="exactly-123-bytes"),
+        pytest.param("x" * 124, "x" * 120 + "...", id="ascii-cut"),
+        pytest.param("é" * 100, "é" * 60 + "...", id="multibyte-whole-characters"),
+    ],
+)
+def test_a_close_reason_fits_a_close_frame(text: str, expected: str) -> None:
+    reason = close_reason(text)
+    assert reason == expected and len(reason.encode()) <= 123
