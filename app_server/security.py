@@ -12,16 +12,33 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .settings import Settings
 
-__all__ = ["XSRF_COOKIE", "SecurityHeaders", "XSRFProtected"]
+__all__ = ["STRICT_CSP", "XSRF_COOKIE", "SecurityHeaders", "XSRFProtected", "page_policy"]
 
 XSRF_COOKIE = "_xsrf"
+
+# This server's own resources only, plus what BokehJS itself needs (its inline render call and
+# CustomJS's eval). It blocks what many apps load from elsewhere: CDN stylesheets, web fonts
+# and scripts (a model's __javascript__), iframes, and blob: scripts (some Panel templates).
+STRICT_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'"
+)
+
+
+def page_policy(settings: Settings) -> str | None:
+    """The Content-Security-Policy header of HTML pages, if any ('strict' names STRICT_CSP)."""
+    policy = settings.content_security_policy.strip()
+    if not policy or not settings.security_headers:
+        return None
+    return STRICT_CSP if policy == "strict" else policy
 
 
 class SecurityHeaders:
     """Adds nosniff and a referrer policy to every response, and the CSP to HTML pages.
 
-    BokehJS needs inline scripts (the page's render call) and ``eval`` (CustomJS), which the
-    default policy allows; set ``content_security_policy`` to tighten or loosen it.
+    HTML pages get no Content-Security-Policy unless ``content_security_policy`` sets one
+    (``"strict"``: :data:`STRICT_CSP`), as ``bokeh serve`` sends none.
     With ``xsrf_cookies``, pages also set the ``_xsrf`` cookie that login forms echo back.
     """
 
@@ -34,6 +51,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         settings = self.settings
+        policy = page_policy(settings)
         has_xsrf = XSRF_COOKIE in Request(scope).cookies
 
         async def send_with_headers(message: Message) -> None:
@@ -43,8 +61,8 @@ class SecurityHeaders:
                     headers.setdefault("X-Content-Type-Options", "nosniff")
                     headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
                 html = headers.get("content-type", "").startswith("text/html")
-                if html and settings.security_headers and settings.content_security_policy:
-                    headers.setdefault("Content-Security-Policy", settings.content_security_policy)
+                if html and policy:
+                    headers.setdefault("Content-Security-Policy", policy)
                 if html and settings.xsrf_cookies and not has_xsrf:
                     token = secrets.token_urlsafe(24)
                     headers.append("Set-Cookie", f"{XSRF_COOKIE}={token}; Path=/; SameSite=Strict")

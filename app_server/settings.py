@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -190,10 +191,10 @@ class Settings(BaseSettings):
         "response",
     )
     content_security_policy: Annotated[str, Option(metavar="POLICY")] = Field(
-        "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
-        "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
-        "connect-src 'self'; object-src 'none'; base-uri 'self'",
-        description="the Content-Security-Policy of HTML pages (empty: none)",
+        "",
+        description="the Content-Security-Policy of HTML pages: none by default, as with bokeh "
+        "serve, so apps may load styles, fonts, scripts and iframes from other origins; "
+        "'strict' allows this server's own resources only (see SECURITY.md)",
     )
 
     include_headers: Annotated[_StrList | None, Option(metavar="NAME")] = Field(
@@ -207,6 +208,12 @@ class Settings(BaseSettings):
     )
     exclude_cookies: Annotated[_StrList | None, Option(metavar="NAME")] = Field(
         None, description="cookies kept from session_context.request"
+    )
+
+    ico_path: Annotated[str, Option(metavar="PATH")] = Field(
+        "default",
+        validation_alias=_env("ico_path", "BOKEH_ICO_PATH"),
+        description="the favicon.ico served: a .ico file, default (Bokeh's) or none (no icon)",
     )
 
     manage_process_memory: _ManageProcessMemory = False
@@ -224,6 +231,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("ico_path")
+    @classmethod
+    def _check_ico_path(cls, value: str) -> str:
+        if value.lower() in ("default", "none"):
+            return value.lower()
+        if not Path(value).expanduser().is_file():
+            raise ConfigurationError(f"ico_path: no such file {value} (or give default or none)")
+        return str(Path(value).expanduser().resolve())
 
     @field_validator("prefix")
     @classmethod
@@ -291,7 +307,109 @@ class ServeSettings(Settings):
         False, description="offer permessage-deflate (costs CPU per message; off, as in Bokeh)"
     )
 
+    unix_socket: Annotated[
+        str | None, Option(metavar="PATH", instead="bind your server to it (uvicorn --uds)")
+    ] = Field(
+        None,
+        description="listen on this unix socket instead of an address and port (no --address, "
+        "--port or --ssl-* with it; check websocket origins at the proxy)",
+    )
+    ssl_certfile: Annotated[
+        str | None,
+        Option(metavar="CERTFILE", instead="give it to your server (uvicorn --ssl-certfile)"),
+    ] = Field(
+        None,
+        validation_alias=_env("ssl_certfile", "BOKEH_SSL_CERTFILE"),
+        description="serve HTTPS and WSS with this certificate (PEM; may hold the key too)",
+    )
+    ssl_keyfile: Annotated[
+        str | None,
+        Option(metavar="KEYFILE", instead="give it to your server (uvicorn --ssl-keyfile)"),
+    ] = Field(
+        None,
+        validation_alias=_env("ssl_keyfile", "BOKEH_SSL_KEYFILE"),
+        description="the certificate's private key; an encrypted key's password comes from "
+        "BOKEH_SSL_PASSWORD, else it is asked for on the terminal",
+    )
+    ssl_password: Annotated[
+        SecretStr | None,
+        Option(
+            command_line=False, instead="give it to your server (uvicorn --ssl-keyfile-password)"
+        ),
+    ] = Field(
+        None,
+        validation_alias=_env("ssl_password", "BOKEH_SSL_PASSWORD"),
+        description="decrypts an encrypted --ssl-keyfile; read from the environment only (else "
+        "asked for on the terminal)",
+    )
+    log_file: Annotated[
+        str | None,
+        Option(metavar="PATH", instead="configure your server's logging (uvicorn --log-config)"),
+    ] = Field(None, description="append the log to this file instead of standard error")
+    stats_log_frequency: Annotated[
+        int, Option(metavar="MS", instead="read /metrics, or log from your own task")
+    ] = Field(
+        15_000,
+        gt=0,
+        description="milliseconds between debug log lines of clients connected and each app's "
+        "sessions (shown with --log-level debug)",
+    )
+    mem_log_frequency: Annotated[
+        int, Option(metavar="MS", instead="read /metrics, or log from your own task")
+    ] = Field(
+        0, ge=0, description="milliseconds between log lines of the process's memory; 0 is off"
+    )
+    index: Annotated[
+        str | None, Option(metavar="PATH", instead="serve your own page at / from the host app")
+    ] = Field(
+        None,
+        description="a Tornado template for the index of apps at /, given prefix and items "
+        "(the apps' routes), as with bokeh serve",
+    )
+    websocket_compression_level: Annotated[
+        int | None, Option(metavar="LEVEL", instead="uvicorn cannot set it either")
+    ] = Field(
+        None,
+        description="accepted for bokeh serve's command lines and ignored with a warning: "
+        "uvicorn's permessage-deflate has no compression level setting",
+    )
+    websocket_compression_mem_level: Annotated[
+        int | None, Option(metavar="LEVEL", instead="uvicorn cannot set it either")
+    ] = Field(
+        None,
+        description="accepted for bokeh serve's command lines and ignored with a warning: "
+        "uvicorn's permessage-deflate has no memory level setting",
+    )
+
     manage_process_memory: _ManageProcessMemory = True
+
+    @field_validator("ssl_certfile", "ssl_keyfile", "log_file", "index", "unix_socket")
+    @classmethod
+    def _expand_path(cls, value: str | None) -> str | None:
+        return None if value is None else str(Path(value).expanduser())
+
+    @model_validator(mode="after")
+    def _check_serving(self) -> ServeSettings:
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ConfigurationError("--ssl-keyfile needs --ssl-certfile")
+        if self.unix_socket is not None:
+            given = [
+                flag
+                for flag, value in (
+                    ("--port", self.port != 5006),
+                    ("--address", self.address != "127.0.0.1"),
+                    ("--ssl-certfile", self.ssl_certfile),
+                    ("--ssl-keyfile", self.ssl_keyfile),
+                )
+                if value
+            ]
+            if given:
+                raise ConfigurationError(
+                    f"{', '.join(given)} cannot be used with --unix-socket (as in bokeh serve)"
+                )
+        if self.index is not None and not Path(self.index).is_file():
+            raise ConfigurationError(f"index: no such template {self.index}")
+        return self
 
 
 def serve_only() -> list[str]:
