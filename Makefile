@@ -16,12 +16,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Debian's packages the tests drive: chromium for the browser tests (never a downloaded browser
-# build) and nginx for the reverse-proxy tests (started by the tests on loopback, never as a
-# service). One apt-get update, and only when something is missing.
+# build), nginx for the reverse-proxy tests (started by the tests on loopback, never as a
+# service) and nodejs, with which Bokeh compiles custom models' TypeScript (tests/test_extensions.py).
+# One apt-get update, and only when something is missing.
 system-deps:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	[ -x /usr/bin/node ] || missing="$$missing nodejs"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "install Debian's packages as root: apt-get install$$missing"; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

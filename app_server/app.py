@@ -18,7 +18,8 @@ from .security import SecurityHeaders, XSRFProtected
 from .server import AppServer, ServerState
 from .settings import Settings, app_settings
 from .views import health, pages
-from .views.static import CachedStaticFiles, bokehjs_static
+from .views.compile_errors import compile_failures_as_pages
+from .views.static import CachedStaticFiles, ExtensionStaticFiles, bokehjs_static
 from .views.ws import no_such_app, websocket_endpoint
 
 __all__ = ["create_app", "mounted_lifespan"]
@@ -56,10 +57,11 @@ def create_app(
 
 def _routes(server: AppServer) -> list[BaseRoute]:
     prefix = server.settings.prefix
-    routes: list[BaseRoute] = []
+    # before any app's own /static: Bokeh names extension scripts under the server's root
+    routes: list[BaseRoute] = [Mount(prefix + "/static/extensions", ExtensionStaticFiles())]
     for route, context in server.contexts.items():
         base = prefix + ("" if route == "/" else route)
-        page = partial(pages.page, server=server, context=context)
+        page = partial(compile_failures_as_pages(pages.page), server=server, context=context)
         routes += [
             Route(base or "/", page, name=f"page:{route}"),
             Route(base + "/", page) if base else Route("/", page),
@@ -68,7 +70,7 @@ def _routes(server: AppServer) -> list[BaseRoute]:
             ),
             Route(
                 base + "/autoload.js",
-                partial(pages.autoload, server=server, context=context),
+                partial(compile_failures_as_pages(pages.autoload), server=server, context=context),
                 methods=["GET", "OPTIONS"],
             ),
             Route(base + "/metadata", partial(pages.metadata, server=server, context=context)),
