@@ -139,6 +139,30 @@ def load_auth_module(path: str, cookie_secret: str | None = None) -> AuthProvide
     return provider
 
 
+_STARLETTE_EQUIVALENT = {
+    "LoginHandler": """    from starlette.responses import RedirectResponse
+
+    async def LoginHandler(request):  # GET shows a form; POST checks it and sets a cookie
+        response = RedirectResponse(request.query_params.get("next", "/"), status_code=302)
+        response.set_cookie("user", "...")  # or AuthRequest(request, secret).signed_cookie_value
+        return response""",
+    "LogoutHandler": """    from starlette.responses import RedirectResponse
+
+    async def LogoutHandler(request):
+        response = RedirectResponse("/", status_code=302)
+        response.delete_cookie("user")
+        return response""",
+}
+
+
+def _is_tornado_handler(handler: Any) -> bool:
+    """A Tornado ``RequestHandler`` subclass, found without importing Tornado."""
+    return inspect.isclass(handler) and any(
+        cls.__module__.startswith("tornado.") and cls.__name__ == "RequestHandler"
+        for cls in handler.__mro__
+    )
+
+
 def _endpoint(module: ModuleType, name: str, path: str) -> Any:
     handler = getattr(module, name, None)
     if handler is None:
@@ -149,6 +173,13 @@ def _endpoint(module: ModuleType, name: str, path: str) -> Any:
         inspect.isclass(handler) and issubclass(handler, HTTPEndpoint)
     ) or inspect.iscoroutinefunction(handler):
         return handler
+    if _is_tornado_handler(handler):
+        raise ConfigurationError(
+            f"{path}: {name} is a Tornado RequestHandler, and app_server runs no Tornado. "
+            f"Write it as a Starlette endpoint instead, for example:\n\n"
+            f"{_STARLETTE_EQUIVALENT[name]}\n\n"
+            "get_user, login_url and logout_url stay as they are (see README, Security)."
+        )
     raise ConfigurationError(
         f"{path}: {name} must be a Starlette HTTPEndpoint subclass or an async function of the "
         "request (app_server runs no Tornado handlers)"

@@ -13,7 +13,7 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.routing import Mount
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
-from app_server import create_app
+from app_server import ConfigurationError, create_app
 from app_server.cookies import create_signed_value
 from tests.conftest import EXAMPLES, TEST_APPS
 from tests.test_app import token_in
@@ -153,3 +153,13 @@ def test_errors_never_show_a_traceback() -> None:
         response = client.get("/demo?bokeh-token=garbage")
         assert response.status_code == 403
         assert "Traceback" not in response.text and "File " not in response.text
+
+
+def test_a_tornado_login_handler_is_refused_with_its_starlette_equivalent() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        create_app(
+            {"/who": TEST_APPS / "whoami.py"}, auth_module=str(TEST_APPS / "auth_tornado.py")
+        )
+    message = str(refused.value)
+    assert "LoginHandler is a Tornado RequestHandler" in message
+    assert "async def LoginHandler(request):" in message and "RedirectResponse" in message
