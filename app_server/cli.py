@@ -3,27 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import getpass
+import glob
 import json
 import logging
+import logging.config
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
 import urllib.request
 import webbrowser
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
 
+import tornado.template
 import uvicorn
+import yaml
+from bokeh.settings import PrioritizedSetting
+from bokeh.settings import settings as bokeh_settings
 from pydantic import SecretStr
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
 
+from . import __version__
 from .app import create_app
-from .applications import routes_for_paths
+from .applications import build_application, routes_for_paths
 from .exceptions import ConfigurationError
 from .logs import logging_config
 from .server import AppServer
@@ -34,6 +48,8 @@ __all__ = ["add_settings_options", "app_from_environment", "main", "settings_fro
 log = logging.getLogger("app_server.cli")
 
 APPS_VARIABLE = "APP_SERVER_APPS"
+ARGV_VARIABLE = "APP_SERVER_APPS_ARGV"
+BOKEH_CONFIG_VARIABLE = "APP_SERVER_BOKEH_CONFIG"
 
 
 class _Spec(NamedTuple):
@@ -137,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="app-server", description="Serve Bokeh applications on asyncio and ASGI."
     )
+    parser.add_argument("-v", "--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser(
         "serve",
@@ -148,13 +165,63 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "files", nargs="+", metavar="PATH", help="app scripts (.py) or app directories"
     )
+    # how the paths are read, not settings of the server: these are not fields
+    paths = serve.add_argument_group("paths", "how the paths given are read")
+    paths.add_argument(
+        "--args",
+        nargs=argparse.REMAINDER,
+        metavar="ARG",
+        default=None,
+        help="the rest of the command line becomes each app's sys.argv[1:] (put it after "
+        "the paths)",
+    )
+    paths.add_argument(
+        "--glob", action="store_true", default=None, help="expand each path as a glob pattern"
+    )
+    paths.add_argument(
+        "--use-config",
+        metavar="CONFIG",
+        default=None,
+        help="a YAML file of settings (field names, or Bokeh's setting names such as "
+        "allowed_ws_origin); they override the environment, options given here override them",
+    )
     add_settings_options(serve, ServeSettings)
     return parser
 
 
-def settings_from_args(args: argparse.Namespace) -> ServeSettings:
-    """Command-line options override the environment, which overrides the defaults."""
+# Bokeh's setting names (bokeh.settings) that are app_server fields under another name
+_BOKEH_SETTING_NAMES = {"allowed_ws_origin": "allow_websocket_origin"}
+
+
+def _config_file(path: str) -> dict[str, Any]:
+    """The settings of a ``--use-config`` YAML file: app_server's field names, or Bokeh's
+    setting names; Bokeh's other settings (``minified``, ``resources``...) go to Bokeh."""
+    try:
+        with open(path) as file:
+            values = yaml.safe_load(file) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"--use-config: cannot read {path}: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ConfigurationError(f"--use-config: {path} is not a YAML mapping of settings")
     options: dict[str, Any] = {}
+    for key, value in values.items():
+        name = _BOKEH_SETTING_NAMES.get(key, key)
+        if name in ServeSettings.model_fields:
+            options[name] = value
+        elif not isinstance(getattr(type(bokeh_settings), key, None), PrioritizedSetting):
+            raise ConfigurationError(
+                f"--use-config: {key} in {path} is neither an app_server setting "
+                "(app-server serve --help) nor one of Bokeh's (bokeh settings)"
+            )
+    bokeh_settings.load_config(path)  # as bokeh serve does, for Bokeh's own settings
+    return options
+
+
+def settings_from_args(args: argparse.Namespace) -> ServeSettings:
+    """Command-line options override a --use-config file, which overrides the environment,
+    which overrides the defaults (Bokeh's order)."""
+    config = getattr(args, "use_config", None)
+    options: dict[str, Any] = {} if config is None else _config_file(config)
     for spec in _specs(ServeSettings):
         value = getattr(args, spec.dest, None)
         if value is not None:
@@ -164,9 +231,14 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     return build_settings(ServeSettings, options)
 
 
-def _to_environment(settings: Settings, routes: dict[str, str]) -> dict[str, str]:
+def _to_environment(
+    settings: Settings, routes: dict[str, str], argv: Sequence[str] = ()
+) -> dict[str, str]:
     """Settings and apps as environment variables, for worker processes to rebuild them."""
-    env = {APPS_VARIABLE: json.dumps(routes)}
+    env = {APPS_VARIABLE: json.dumps(routes), ARGV_VARIABLE: json.dumps(list(argv))}
+    config = bokeh_settings.config_override
+    if config:
+        env[BOKEH_CONFIG_VARIABLE] = json.dumps(config)
     for name, value in settings:
         if value is None:
             continue
@@ -182,24 +254,185 @@ def _to_environment(settings: Settings, routes: dict[str, str]) -> dict[str, str
 
 def app_from_environment() -> Starlette:
     """The ASGI app each worker builds (uvicorn's factory for --num-procs and --dev)."""
-    return create_app(json.loads(os.environ[APPS_VARIABLE]), ServeSettings())
+    if BOKEH_CONFIG_VARIABLE in os.environ:
+        bokeh_settings._config_override = json.loads(os.environ[BOKEH_CONFIG_VARIABLE])
+    routes: dict[str, str] = json.loads(os.environ[APPS_VARIABLE])
+    argv: list[str] = json.loads(os.environ.get(ARGV_VARIABLE, "[]"))
+    return _serve_app(routes, argv, ServeSettings())
+
+
+def _serve_app(routes: dict[str, str], argv: list[str], settings: ServeSettings) -> Starlette:
+    """``create_app`` with each app given ``argv``, and what only ``app-server serve`` adds:
+    a custom --index page and the --stats-log-frequency and --mem-log-frequency lines."""
+    apps = {route: build_application(path, argv) for route, path in routes.items()}
+    app = create_app(apps, settings)
+    if settings.index and "/" not in routes and not settings.disable_index:
+        index = partial(_custom_index, template=settings.index, server=app.state.server)
+        app.router.routes[:0] = [Route(settings.prefix + "/", index)]
+        if settings.prefix:
+            app.router.routes.insert(1, Route(settings.prefix, index))
+    _log_periodically(app, settings)
+    return app
+
+
+async def _custom_index(request: Request, *, template: str, server: AppServer) -> Response:
+    """The --index template, rendered as Bokeh's RootHandler does (Tornado, prefix, items)."""
+    routes = sorted(server.contexts)
+    prefix = server.settings.prefix
+    if len(routes) == 1 and not server.settings.disable_index_redirect:
+        return RedirectResponse(prefix + routes[0])
+    loader = tornado.template.Loader(os.path.dirname(os.path.abspath(template)))
+    html = loader.load(os.path.basename(template)).generate(prefix=prefix, items=routes)
+    return HTMLResponse(html)
+
+
+def _log_periodically(app: Starlette, settings: ServeSettings) -> None:
+    """Bokeh's periodic log lines: clients and sessions (debug), and memory, while serving."""
+    server: AppServer = app.state.server
+    inner = app.router.lifespan_context
+
+    async def stats() -> None:
+        while True:
+            await asyncio.sleep(settings.stats_log_frequency / 1000)
+            if not log.isEnabledFor(logging.DEBUG):
+                continue
+            log.debug("[pid %d] %d clients connected", os.getpid(), len(server.connections))
+            for route, context in sorted(server.contexts.items()):
+                sessions = list(context.sessions.values())
+                unused = sum(1 for session in sessions if not session.connections)
+                log.debug(
+                    "[pid %d]   %s has %d sessions with %d unused",
+                    os.getpid(), route, len(sessions), unused,
+                )  # fmt: skip
+
+    async def memory() -> None:
+        while True:
+            await asyncio.sleep(settings.mem_log_frequency / 1000)
+            rss, vms = _memory_mb()
+            log.info("[pid %d] Memory usage: %0.2f MB (RSS), %0.2f MB (VMS)", os.getpid(), rss, vms)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(host: Starlette) -> AsyncIterator[Any]:
+        async with inner(host) as state:
+            tasks = [asyncio.create_task(stats())]
+            if settings.mem_log_frequency:
+                tasks.append(asyncio.create_task(memory()))
+            try:
+                yield state
+            finally:
+                for task in tasks:
+                    task.cancel()
+
+    app.router.lifespan_context = lifespan
+
+
+def _memory_mb() -> tuple[float, float]:
+    """The process's resident and virtual memory in MB."""
+    try:
+        with open("/proc/self/statm") as statm:
+            vms_pages, rss_pages = (int(field) for field in statm.read().split()[:2])
+        page = os.sysconf("SC_PAGE_SIZE")
+        return rss_pages * page / 2**20, vms_pages * page / 2**20
+    except (OSError, ValueError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, B on macOS
+        return peak / (2**20 if sys.platform == "darwin" else 2**10), 0.0
+
+
+def _paths(args: argparse.Namespace) -> list[str]:
+    """The paths given, each glob pattern expanded with --glob (as bokeh serve does)."""
+    if not args.glob:
+        return list(args.files)
+    found = [match for pattern in args.files for match in sorted(glob.glob(pattern))]
+    if not found:
+        raise ConfigurationError(f"--glob: nothing matches {' '.join(args.files)}")
+    return found
+
+
+def _ssl_password(settings: ServeSettings) -> str | None:
+    """BOKEH_SSL_PASSWORD, or asked for on the terminal when the key is encrypted (the prompt
+    OpenSSL gives bokeh serve, asked once here instead of once per worker)."""
+    if settings.ssl_password is not None:
+        return settings.ssl_password.get_secret_value()
+    key = settings.ssl_keyfile or settings.ssl_certfile
+    try:
+        encrypted = key is not None and b"ENCRYPTED" in Path(key).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {key}: {exc}") from exc
+    if not encrypted:
+        return None
+    if not sys.stdin.isatty():
+        raise ConfigurationError(
+            f"{key} is encrypted: set BOKEH_SSL_PASSWORD (or APP_SERVER_SSL_PASSWORD), or "
+            "start app-server serve on a terminal to be asked for the password"
+        )
+    return getpass.getpass(f"Enter PEM pass phrase for {key}: ")
+
+
+def _check_ssl(settings: ServeSettings, password: str | None) -> None:
+    """Load the certificate once, here, so a bad one fails with a message, not per worker."""
+    assert settings.ssl_certfile is not None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile, password or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"cannot use the certificate and key: {exc}") from exc
+
+
+def _warnings(settings: ServeSettings) -> list[str]:
+    """Options of bokeh serve accepted but meaningless here, and why."""
+    notes = []
+    for flag, value in (
+        ("--websocket-compression-level", settings.websocket_compression_level),
+        ("--websocket-compression-mem-level", settings.websocket_compression_mem_level),
+    ):
+        if value is not None:
+            notes.append(
+                f"{flag} is ignored: it sets Tornado's zlib compression, and uvicorn's "
+                "permessage-deflate (--websocket-compression) has no such setting"
+            )
+    return notes
+
+
+def _serve_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    serve: argparse.ArgumentParser = commands.choices["serve"]
+    return serve
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the serve command's usage, not the top-level one's
+        _serve_parser(parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         settings = settings_from_args(args)
-        routes = {route: str(path) for route, path in routes_for_paths(args.files).items()}
-        app = create_app(routes, settings)  # fails here, once, on a broken app or setting
+        app_argv = list(args.args or [])
+        routes = {route: str(path) for route, path in routes_for_paths(_paths(args)).items()}
+        password = _ssl_password(settings) if settings.ssl_certfile else None
+        if settings.ssl_certfile:
+            _check_ssl(settings, password)
+        app = _serve_app(routes, app_argv, settings)  # fails here, once, on a broken app
     except ConfigurationError as exc:
         print(f"app-server: {exc}", file=sys.stderr)
         return 2
     level = "debug" if settings.log_level == "trace" else settings.log_level
+    log_config = logging_config(level, settings.log_format)
+    if settings.log_file:
+        log_config["handlers"]["default"] = {
+            "class": "logging.FileHandler",
+            "formatter": "default",
+            "filename": settings.log_file,
+        }
+    logging.config.dictConfig(log_config)
+    for note in _warnings(settings):
+        log.warning(note)
     options: dict[str, Any] = {
         "host": settings.address,
         "port": settings.port,
         "log_level": level,
-        "log_config": logging_config(level, settings.log_format),
+        "log_config": log_config,
         "ws_max_size": settings.websocket_max_message_size,
         "ws_ping_interval": settings.keep_alive / 1000 if settings.keep_alive else None,
         "proxy_headers": settings.use_xheaders,
@@ -207,8 +440,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "timeout_graceful_shutdown": 10,
         "ws_per_message_deflate": settings.websocket_compression,
     }
+    if settings.unix_socket:
+        options["uds"] = settings.unix_socket
+    if settings.ssl_certfile:
+        options.update(
+            ssl_certfile=settings.ssl_certfile,
+            ssl_keyfile=settings.ssl_keyfile,
+            ssl_keyfile_password=password,
+        )
     if settings.num_procs > 1 or settings.dev:
-        os.environ.update(_to_environment(settings, routes))
+        if password is not None:  # asked for on the terminal: the workers need it too
+            settings = settings.model_copy(update={"ssl_password": SecretStr(password)})
+        os.environ.update(_to_environment(settings, routes, app_argv))
         target: Any = f"{__name__}:app_from_environment"
         options["factory"] = True
         if settings.dev:

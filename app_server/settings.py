@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
+from bokeh.util.paths import server_path
 from pydantic import (
     AliasChoices,
     Field,
@@ -237,6 +238,8 @@ class Settings(BaseSettings):
     def _check_ico_path(cls, value: str) -> str:
         if value.lower() in ("default", "none"):
             return value.lower()
+        if value.lower() == "default-dev":  # Bokeh's development icon (BOKEH_DEV)
+            return str(server_path() / "views" / "bokeh-dev.ico")
         if not Path(value).expanduser().is_file():
             raise ConfigurationError(f"ico_path: no such file {value} (or give default or none)")
         return str(Path(value).expanduser().resolve())

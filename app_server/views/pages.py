@@ -171,10 +171,12 @@ async def metadata(request: Request, *, server: AppServer, context: AppContext) 
 
 
 async def favicon(request: Request, *, server: AppServer) -> Response:
-    """Bokeh's icon, as ``bokeh serve`` gives it."""
-    return FileResponse(
-        server_path() / "views" / "bokeh.ico", headers={"Cache-Control": "max-age=86400"}
-    )
+    """Bokeh's icon, as ``bokeh serve`` gives it, or the ``ico_path`` file; none with ``none``."""
+    ico_path = server.settings.ico_path
+    if ico_path == "none":
+        return Response("Not Found", 404)
+    path = server_path() / "views" / "bokeh.ico" if ico_path == "default" else ico_path
+    return FileResponse(path, headers={"Cache-Control": "max-age=86400"})
 
 
 async def index(request: Request, *, server: AppServer) -> Response:

@@ -1,0 +1,296 @@
+"""``app-server serve`` accepts every ``bokeh serve`` option: --args, --glob, --use-config,
+--index, --ico-path, --log-file, the periodic log lines, HTTPS and a unix socket (with real
+clients), and the Tornado-only options with a warning; ``--version`` and the serve usage."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bokeh.settings import settings as bokeh_settings
+from bokeh.util.paths import server_path
+
+from app_server import ConfigurationError, __version__, protocol
+from app_server.cli import _parser, settings_from_args
+from app_server.settings import ServeSettings, env_names
+from bench.servers import ServerProcess, free_port, start, stop
+from tests.servers import run_app_server
+from tests.wsclient import TOKEN, BokehSocket
+
+ARGV_APP = """\
+import sys
+from bokeh.io import curdoc
+curdoc().title = "argv " + " ".join(sys.argv[1:])
+"""
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, info in ServeSettings.model_fields.items():
+        for variable in env_names(name, info):
+            monkeypatch.delenv(variable, raising=False)
+
+
+def args_of(*argv: str):  # type: ignore[no-untyped-def]
+    return _parser().parse_args(["serve", *argv])
+
+
+def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "app_server.cli", *argv]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_version_and_the_serve_usage_for_an_unknown_option() -> None:
+    version = run_cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == __version__
+    unknown = run_cli("serve", "app.py", "--no-such-option")
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith("usage: app-server serve ")
+    assert "unrecognized arguments: --no-such-option" in unknown.stderr
+
+
+def test_args_takes_the_rest_of_the_line() -> None:
+    args = args_of("a.py", "b.py", "--port", "8000", "--args", "x", "--port", "-v")
+    assert args.files == ["a.py", "b.py"] and args.args == ["x", "--port", "-v"]
+    assert settings_from_args(args).port == 8000
+
+
+def test_use_config_sits_between_the_environment_and_the_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bokeh_settings, "_config_override", {})  # Bokeh's, loaded here too
+    config = tmp_path / "config.yaml"
+    config.write_text("port: 7001\nallowed_ws_origin: [a.com]\nnum_threads: 2\nminified: false\n")
+    monkeypatch.setenv("APP_SERVER_PORT", "7000")
+    monkeypatch.setenv("APP_SERVER_NUM_THREADS", "3")
+    settings = settings_from_args(
+        args_of("a.py", "--use-config", str(config), "--num-threads", "5")
+    )
+    assert settings.port == 7001  # the file over the environment
+    assert settings.allow_websocket_origin == ["a.com"]  # Bokeh's name for the setting
+    assert settings.num_threads == 5  # the command line over the file
+    assert bokeh_settings.minified() is False  # Bokeh's own settings go to Bokeh
+    config.write_text("no_such_setting: 1\n")
+    with pytest.raises(ConfigurationError, match="no_such_setting"):
+        settings_from_args(args_of("a.py", "--use-config", str(config)))
+
+
+def test_what_bokeh_serve_refuses_is_refused(tmp_path: Path) -> None:
+    socket_path = str(tmp_path / "s.sock")
+    with pytest.raises(ConfigurationError, match="--port cannot be used with --unix-socket"):
+        settings_from_args(args_of("a.py", "--unix-socket", socket_path, "--port", "8000"))
+    with pytest.raises(ConfigurationError, match="--ssl-keyfile needs --ssl-certfile"):
+        settings_from_args(args_of("a.py", "--ssl-keyfile", "key.pem"))
+    with pytest.raises(ConfigurationError, match="ico_path: no such file"):
+        settings_from_args(args_of("a.py", "--ico-path", str(tmp_path / "none.ico")))
+    assert settings_from_args(args_of("a.py", "--ico-path", "None")).ico_path == "none"
+    dev = settings_from_args(args_of("a.py", "--ico-path", "default-dev")).ico_path
+    assert dev == str(server_path() / "views" / "bokeh-dev.ico")
+
+
+async def test_glob_args_index_icon_log_file_and_periodic_logs(tmp_path: Path) -> None:
+    for name in ("one", "two"):
+        (tmp_path / f"{name}.py").write_text(ARGV_APP)
+    (tmp_path / "index.html").write_text(
+        "<ul>{% for item in items %}<li>{{ prefix }}{{ item }}</li>{% end %}</ul>"
+    )
+    icon = tmp_path / "mine.ico"
+    icon.write_bytes(b"\x00\x00\x01\x00not really an icon")
+    log_file = tmp_path / "server.log"
+    args = [
+        "--glob", "--index", str(tmp_path / "index.html"), "--ico-path", str(icon),
+        "--log-file", str(log_file), "--stats-log-frequency", "100",
+        "--mem-log-frequency", "100", "--websocket-compression-level", "5",
+        "--prefix", "/p", "--args", "--alpha", "beta",
+    ]  # fmt: skip
+    with run_app_server(str(tmp_path / "*.py"), args=args) as server:
+        base = server.url + "/p"
+        with urllib.request.urlopen(base + "/", timeout=5) as response:
+            index = response.read().decode()
+        assert index == "<ul><li>/p/one</li><li>/p/two</li></ul>"
+        with urllib.request.urlopen(base + "/favicon.ico", timeout=5) as response:
+            assert response.read() == icon.read_bytes()
+        for name in ("one", "two"):
+            url = f"{base}/{name}"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                html = response.read().decode()
+            match = TOKEN.search(html)
+            assert match
+            ws_url = url.replace("http", "ws") + "/ws"
+            async with await BokehSocket.open(ws_url, match.group(1)) as ws:
+                await ws.receive_type(protocol.ACK)
+                reply = await ws.request(protocol.PULL_DOC_REQ)
+                assert reply.content["doc"]["title"] == "argv --alpha beta"
+        deadline = time.monotonic() + 10
+        while "Memory usage" not in log_file.read_text() or "unused" not in log_file.read_text():
+            assert time.monotonic() < deadline, log_file.read_text()[-3000:]
+            time.sleep(0.1)
+    logged = log_file.read_text()
+    assert "/one has 1 sessions with" in logged and "clients connected" in logged
+    assert "--websocket-compression-level is ignored" in logged
+    assert "Memory usage" not in server.log()  # the log went to the file
+
+
+async def test_no_icon_with_ico_path_none(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(ARGV_APP)
+    with run_app_server(tmp_path / "app.py", args=["--ico-path", "none"]) as server:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(server.url + "/favicon.ico", timeout=5)
+        refused.value.close()
+        assert refused.value.code == 404
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A self-signed certificate for 127.0.0.1, its key, and the key encrypted ("secret")."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    where = tmp_path_factory.mktemp("tls")
+    cert, key, encrypted = where / "cert.pem", where / "key.pem", where / "encrypted.pem"
+    openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+        str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+    )  # fmt: skip
+    openssl("pkey", "-in", str(key), "-aes256", "-passout", "pass:secret", "-out", str(encrypted))
+    return cert, key, encrypted
+
+
+def started(command: list[str], port: int, ready: object, env: dict[str, str]) -> ServerProcess:
+    server = start(command, port, env=env)
+    deadline = time.monotonic() + 30
+    while True:
+        server.check_alive()
+        try:
+            ready().close()  # type: ignore[operator]
+            return server
+        except OSError:
+            assert time.monotonic() < deadline, server.log()[-3000:]
+            time.sleep(0.1)
+
+
+def serve_command(app: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "app_server.cli", "serve", str(app), *args]
+
+
+@pytest.fixture
+def argv_app(tmp_path: Path) -> Path:
+    app = tmp_path / "app.py"
+    app.write_text(ARGV_APP)
+    return app
+
+
+@pytest.fixture
+def https(
+    certificate: tuple[Path, Path, Path], argv_app: Path
+) -> Iterator[tuple[str, ssl.SSLContext]]:
+    """An HTTPS server with the encrypted key, its password from BOKEH_SSL_PASSWORD."""
+    cert, _, encrypted = certificate
+    port = free_port()
+    context = ssl.create_default_context(cafile=str(cert))
+    url = f"https://127.0.0.1:{port}"
+    command = serve_command(
+        argv_app, "--port", str(port), "--ssl-certfile", str(cert), "--ssl-keyfile", str(encrypted)
+    )
+    env = {**os.environ, "BOKEH_SSL_PASSWORD": "secret"}
+    server = started(command, port, lambda: socket.create_connection(("127.0.0.1", port)), env)
+    try:
+        yield url, context
+    finally:
+        stop(server)
+
+
+async def test_https_and_wss_with_a_real_client(https: tuple[str, ssl.SSLContext]) -> None:
+    url, context = https
+    with urllib.request.urlopen(url + "/app", context=context, timeout=10) as response:
+        html = response.read().decode()
+    match = TOKEN.search(html)
+    assert match
+    async with await BokehSocket.open(
+        url.replace("https", "wss") + "/app/ws", match.group(1), ssl=context
+    ) as ws:
+        await ws.receive_type(protocol.ACK)
+        reply = await ws.request(protocol.PULL_DOC_REQ)
+        assert reply.content["doc"]["title"] == "argv "
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as plain:  # no plain HTTP
+        plain.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        try:
+            answer = plain.recv(100)
+        except OSError:
+            answer = b""
+        assert not answer.startswith(b"HTTP/")
+
+
+def test_an_encrypted_key_without_a_password_or_a_terminal_is_refused(
+    certificate: tuple[Path, Path, Path], argv_app: Path
+) -> None:
+    cert, _, encrypted = certificate
+    env = {k: v for k, v in os.environ.items() if "SSL_PASSWORD" not in k}
+    result = subprocess.run(
+        serve_command(argv_app, "--ssl-certfile", str(cert), "--ssl-keyfile", str(encrypted)),
+        capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 2 and "set BOKEH_SSL_PASSWORD" in result.stderr
+    env["BOKEH_SSL_PASSWORD"] = "wrong"
+    wrong = run_cli("serve", str(argv_app), "--ssl-certfile", str(cert), "--ssl-keyfile",
+                    str(encrypted), env=env)  # fmt: skip
+    assert wrong.returncode == 2 and "cannot use the certificate and key" in wrong.stderr
+
+
+def unix_connection(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=5)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = unix_connection(self.path)
+
+
+def get_over(path: str, url: str) -> tuple[int, bytes]:
+    connection = UnixConnection(path)
+    try:
+        connection.request("GET", url)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_a_unix_socket_with_a_real_client(argv_app: Path) -> None:
+    path = f"/tmp/app-server-{free_port()}.sock"  # short: AF_UNIX paths are limited
+    command = serve_command(argv_app, "--unix-socket", path, "--args", "x")
+    server = started(command, 0, lambda: unix_connection(path), dict(os.environ))
+    try:
+        status, body = get_over(path, "/app")
+        assert status == 200 and TOKEN.search(body.decode())
+        assert get_over(path, "/favicon.ico") == (
+            200,
+            (server_path() / "views" / "bokeh.ico").read_bytes(),
+        )
+    finally:
+        stop(server)
+        Path(path).unlink(missing_ok=True)
