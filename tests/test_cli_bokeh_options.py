@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import http.client
 import os
+import pty
+import select
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +25,7 @@ from bokeh.settings import settings as bokeh_settings
 from bokeh.util.paths import server_path
 
 from app_server import ConfigurationError, __version__, protocol
-from app_server.cli import _parser, settings_from_args
+from app_server.cli import _parser, main, settings_from_args
 from app_server.settings import ServeSettings, env_names
 from bench.servers import ServerProcess, free_port, start, stop
 from tests.servers import run_app_server
@@ -50,13 +54,18 @@ def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.Complet
     return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
 
 
-def test_version_and_the_serve_usage_for_an_unknown_option() -> None:
-    version = run_cli("--version")
-    assert version.returncode == 0 and version.stdout.strip() == __version__
-    unknown = run_cli("serve", "app.py", "--no-such-option")
-    assert unknown.returncode == 2
-    assert unknown.stderr.startswith("usage: app-server serve ")
-    assert "unrecognized arguments: --no-such-option" in unknown.stderr
+def test_version_and_the_serve_usage_for_an_unknown_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as version:
+        main(["--version"])
+    assert version.value.code == 0 and capsys.readouterr().out.strip() == __version__
+    with pytest.raises(SystemExit) as unknown:
+        main(["serve", "app.py", "--no-such-option"])
+    assert unknown.value.code == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("usage: app-server serve ")
+    assert "unrecognized arguments: --no-such-option" in stderr
 
 
 def test_args_takes_the_rest_of_the_line() -> None:
@@ -236,19 +245,19 @@ async def test_https_and_wss_with_a_real_client(https: tuple[str, ssl.SSLContext
 
 
 def test_an_encrypted_key_without_a_password_or_a_terminal_is_refused(
-    certificate: tuple[Path, Path, Path], argv_app: Path
+    certificate: tuple[Path, Path, Path],
+    argv_app: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cert, _, encrypted = certificate
-    env = {k: v for k, v in os.environ.items() if "SSL_PASSWORD" not in k}
-    result = subprocess.run(
-        serve_command(argv_app, "--ssl-certfile", str(cert), "--ssl-keyfile", str(encrypted)),
-        capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert result.returncode == 2 and "set BOKEH_SSL_PASSWORD" in result.stderr
-    env["BOKEH_SSL_PASSWORD"] = "wrong"
-    wrong = run_cli("serve", str(argv_app), "--ssl-certfile", str(cert), "--ssl-keyfile",
-                    str(encrypted), env=env)  # fmt: skip
-    assert wrong.returncode == 2 and "cannot use the certificate and key" in wrong.stderr
+    command = ["serve", str(argv_app), "--ssl-certfile", str(cert), "--ssl-keyfile", str(encrypted)]
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
+    assert main(command) == 2
+    assert "set BOKEH_SSL_PASSWORD" in capsys.readouterr().err
+    monkeypatch.setenv("BOKEH_SSL_PASSWORD", "wrong")
+    assert main(command) == 2
+    assert "cannot use the certificate and key" in capsys.readouterr().err
 
 
 def unix_connection(path: str) -> socket.socket:
@@ -294,3 +303,56 @@ def test_a_unix_socket_with_a_real_client(argv_app: Path) -> None:
     finally:
         stop(server)
         Path(path).unlink(missing_ok=True)
+
+
+def test_the_password_of_an_encrypted_key_is_asked_for_on_the_terminal(
+    certificate: tuple[Path, Path, Path], argv_app: Path
+) -> None:
+    """As with bokeh serve (OpenSSL's prompt): on a terminal, without BOKEH_SSL_PASSWORD."""
+    cert, _, encrypted = certificate
+    port = free_port()
+    command = serve_command(
+        argv_app, "--port", str(port), "--ssl-certfile", str(cert), "--ssl-keyfile", str(encrypted)
+    )
+    env = {k: v for k, v in os.environ.items() if "SSL_PASSWORD" not in k}
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: its own session, the pty its controlling terminal
+        os.execve(sys.executable, command, env)
+    try:
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"pass phrase" not in seen:
+            assert time.monotonic() < deadline, seen
+            if select.select([terminal], [], [], 0.5)[0]:
+                seen += os.read(terminal, 1024)
+        os.write(terminal, b"secret\n")
+        context = ssl.create_default_context(cafile=str(cert))
+        while True:
+            assert time.monotonic() < deadline, seen
+            if select.select([terminal], [], [], 0)[0]:
+                seen += os.read(terminal, 4096)  # keep the pty drained
+            try:
+                with urllib.request.urlopen(
+                    f"https://127.0.0.1:{port}/healthz", context=context, timeout=2
+                ) as response:
+                    assert response.status == 200
+                    break
+            except urllib.error.URLError:
+                time.sleep(0.1)
+        assert b"secret" not in seen  # not echoed
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+        os.close(terminal)
+
+
+async def test_worker_processes_give_the_apps_their_args(argv_app: Path) -> None:
+    with run_app_server(argv_app, args=["--num-procs", "2", "--args", "w", "--x"]) as server:
+        url = server.url + "/app"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            match = TOKEN.search(response.read().decode())
+        assert match
+        async with await BokehSocket.open(url.replace("http", "ws") + "/ws", match.group(1)) as ws:
+            await ws.receive_type(protocol.ACK)
+            reply = await ws.request(protocol.PULL_DOC_REQ)
+            assert reply.content["doc"]["title"] == "argv w --x"
