@@ -31,6 +31,7 @@ from bokeh.util.serialization import make_id
 
 from ._bokeh.documents import attach_session_context
 from ._bokeh.handlers import has_custom_template, lifecycle_hook
+from ._panel import prepare_document as prepare_panel_document
 from .admission import Holdings
 from .callbacks import CallbackScheduler
 from .exceptions import SessionError
@@ -242,6 +243,11 @@ class AppContext:
         return f"<AppContext {self.name} sessions={len(self.sessions)}>"
 
     @property
+    def url(self) -> str:
+        """The app's path, as Bokeh's ``ApplicationContext.url`` (Panel's ``pn.state.app_url``)."""
+        return self.name
+
+    @property
     def session_contexts(self) -> Iterable[AppSessionContext]:
         return self._contexts.values()
 
@@ -315,6 +321,7 @@ class AppContext:
                 await _run_lifecycle(handler, "on_session_created", context)
             with patch_curdoc(document):  # function handlers may call curdoc() too
                 self._initialize_document(document)
+            prepare_panel_document(document, self.application)
             failure = _handler_failure(self.application)
         except Exception as exc:
             failure = f"{type(exc).__name__}: {exc}"

@@ -21,6 +21,7 @@ from bokeh.events import ConnectionLost
 from bokeh.io.doc import patch_curdoc
 
 from . import protocol
+from ._panel import connections as panel_connections
 from .callbacks import CallbackScheduler, run_with_curdoc
 from .exceptions import DocumentAccessError
 from .metrics import Metrics
@@ -99,6 +100,15 @@ class ServerSession:
     def busy(self) -> bool:
         """True while callbacks wait to run or run, or the document is locked."""
         return self._callbacks.busy or self.lock.locked()
+
+    # Two names of Bokeh's ServerSession that Panel reads once a page has loaded (_panel.py)
+    @property
+    def _subscribed_connections(self) -> list[Any]:
+        return panel_connections(self.document)
+
+    @property
+    def _pending_writes(self) -> list[Any]:
+        return []  # changes made under the lock are sent when the callback ends, as Bokeh's are
 
     @property
     def expiration_blocked(self) -> bool:
