@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_ori
 import tornado.template
 import uvicorn
 import yaml
+from bokeh.application import Application
 from bokeh.settings import PrioritizedSetting
 from bokeh.settings import settings as bokeh_settings
 from pydantic import SecretStr
@@ -163,7 +164,11 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_environment_only(ServeSettings),
     )
     serve.add_argument(
-        "files", nargs="+", metavar="PATH", help="app scripts (.py) or app directories"
+        "files",
+        nargs="*",
+        metavar="PATH",
+        help="app scripts (.py) or app directories (none: an empty document at /, as with "
+        "bokeh serve)",
     )
     # how the paths are read, not settings of the server: these are not fields
     paths = serve.add_argument_group("paths", "how the paths given are read")
@@ -265,6 +270,8 @@ def _serve_app(routes: dict[str, str], argv: list[str], settings: ServeSettings)
     """``create_app`` with each app given ``argv``, and what only ``app-server serve`` adds:
     a custom --index page and the --stats-log-frequency and --mem-log-frequency lines."""
     apps = {route: build_application(path, argv) for route, path in routes.items()}
+    if not apps:  # no paths: an empty document, as bokeh serve serves
+        apps = {"/": Application()}
     app = create_app(apps, settings)
     if settings.index and "/" not in routes and not settings.disable_index:
         index = partial(_custom_index, template=settings.index, server=app.state.server)
@@ -383,6 +390,8 @@ def _check_ssl(settings: ServeSettings, password: str | None) -> None:
 def _warnings(settings: ServeSettings) -> list[str]:
     """Options of bokeh serve accepted but meaningless here, and why."""
     notes = []
+    if settings.show and settings.unix_socket:
+        notes.append("--show is ignored with --unix-socket: a browser cannot open a unix socket")
     for flag, value in (
         ("--websocket-compression-level", settings.websocket_compression_level),
         ("--websocket-compression-mem-level", settings.websocket_compression_mem_level),
@@ -448,7 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ssl_keyfile=settings.ssl_keyfile,
             ssl_keyfile_password=password,
         )
-    if settings.num_procs > 1 or settings.dev:
+    procs = settings.num_procs or os.cpu_count() or 1  # 0: one per CPU, as with bokeh serve
+    if procs > 1 or settings.dev:
         if password is not None:  # asked for on the terminal: the workers need it too
             settings = settings.model_copy(update={"ssl_password": SecretStr(password)})
         os.environ.update(_to_environment(settings, routes, app_argv))
@@ -456,13 +466,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         options["factory"] = True
         if settings.dev:
             options["reload"] = True
-            options["reload_dirs"] = sorted({_watch_dir(path) for path in args.files})
+            options["reload_dirs"] = sorted({_watch_dir(path) for path in routes.values()})
             options["reload_includes"] = ["*.py", "*.html", "*.yaml", "*.css", "*.js"]
         else:
-            options["workers"] = settings.num_procs
+            options["workers"] = procs
     else:
         target = app
-    if settings.show:
+    if settings.show and not settings.unix_socket:
         _open_when_up(settings, sorted(routes))
     if target is not app:
         uvicorn.run(target, **options)
@@ -497,18 +507,22 @@ def _watch_dir(path: str) -> str:
 def _open_when_up(settings: ServeSettings, routes: list[str]) -> None:
     """Open a browser on the app once the server answers (for --show)."""
     path = settings.prefix + (routes[0] if len(routes) == 1 else "/")
-    url = f"http://{settings.address}:{settings.port}{path}"
+    scheme = "https" if settings.ssl_certfile else "http"
+    base = f"{scheme}://{settings.address}:{settings.port}"
+    # only whether it answers: a self-signed certificate is fine here
+    context = ssl._create_unverified_context() if settings.ssl_certfile else None
 
     def wait_then_open() -> None:
         for _ in range(200):
             try:
-                urllib.request.urlopen(
-                    f"http://{settings.address}:{settings.port}{settings.prefix}/healthz", timeout=1
-                )
+                with urllib.request.urlopen(
+                    f"{base}{settings.prefix}/healthz", timeout=1, context=context
+                ):
+                    pass
             except OSError:
                 time.sleep(0.1)
                 continue
-            webbrowser.open(url)
+            webbrowser.open(base + path)
             return
 
     threading.Thread(target=wait_then_open, daemon=True).start()

@@ -290,7 +290,7 @@ class ServeSettings(Settings):
     ] = Field("text", description="plain lines, or JSON lines with app and session_id fields")
     num_procs: Annotated[
         int, Option(metavar="N", instead="start workers with your server (uvicorn --workers)")
-    ] = Field(1, gt=0, description="worker processes on one port")
+    ] = Field(1, ge=0, description="worker processes on one port; 0 starts one per CPU")
     dev: Annotated[bool, Option(instead="reload with your server (uvicorn --reload)")] = Field(
         False, description="restart when the apps' .py, .html, .yaml, .css or .js files change"
     )

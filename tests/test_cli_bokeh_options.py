@@ -25,7 +25,7 @@ from bokeh.settings import settings as bokeh_settings
 from bokeh.util.paths import server_path
 
 from app_server import ConfigurationError, __version__, protocol
-from app_server.cli import _parser, main, settings_from_args
+from app_server.cli import _parser, _serve_app, main, settings_from_args
 from app_server.settings import ServeSettings, env_names
 from bench.servers import ServerProcess, free_port, start, stop
 from tests.servers import run_app_server
@@ -356,3 +356,10 @@ async def test_worker_processes_give_the_apps_their_args(argv_app: Path) -> None
             await ws.receive_type(protocol.ACK)
             reply = await ws.request(protocol.PULL_DOC_REQ)
             assert reply.content["doc"]["title"] == "argv w --x"
+
+
+def test_no_paths_serve_an_empty_document_and_num_procs_0_is_one_per_cpu() -> None:
+    args = args_of("--num-procs", "0")
+    assert args.files == [] and settings_from_args(args).num_procs == 0
+    app = _serve_app({}, [], settings_from_args(args))
+    assert list(app.state.server.contexts) == ["/"]
