@@ -427,7 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"app-server: {exc}", file=sys.stderr)
         return 2
     level = "debug" if settings.log_level == "trace" else settings.log_level
-    log_config = logging_config(level, settings.log_format)
+    if settings.log_format in ("text", "json"):
+        log_config = logging_config(level, settings.log_format)  # type: ignore[arg-type]
+    else:  # a logging format string, as bokeh serve takes
+        log_config = logging_config(level)
+        log_config["formatters"]["default"] = {"format": settings.log_format}
     if settings.log_file:
         log_config["handlers"]["default"] = {
             "class": "logging.FileHandler",

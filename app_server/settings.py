@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,12 +283,17 @@ class ServeSettings(Settings):
         LogLevel, Option(instead="set your server's log level (uvicorn --log-level)")
     ] = Field("info", description="the least important log lines shown")
     log_format: Annotated[
-        LogFormat,
+        LogFormat | str,
         Option(
+            metavar="text|json|FORMAT",
             instead="configure your server's logging (uvicorn --log-config; "
-            "app_server.logs.logging_config(level, 'json') makes a config)"
+            "app_server.logs.logging_config(level, 'json') makes a config)",
         ),
-    ] = Field("text", description="plain lines, or JSON lines with app and session_id fields")
+    ] = Field(
+        "text",
+        description="text: plain lines; json: JSON lines with app and session_id fields; or a "
+        "logging format string, as bokeh serve takes ('%(asctime)s %(message)s')",
+    )
     num_procs: Annotated[
         int, Option(metavar="N", instead="start workers with your server (uvicorn --workers)")
     ] = Field(1, ge=0, description="worker processes on one port; 0 starts one per CPU")
@@ -385,6 +391,19 @@ class ServeSettings(Settings):
     )
 
     manage_process_memory: _ManageProcessMemory = True
+
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, value: str) -> str:
+        if value in ("text", "json"):
+            return value
+        try:
+            logging.Formatter(value, validate=True)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"log_format: text, json or a logging format string, not {value!r} ({exc})"
+            ) from exc
+        return value
 
     @field_validator("ssl_certfile", "ssl_keyfile", "log_file", "index", "unix_socket")
     @classmethod

@@ -102,6 +102,8 @@ def test_what_bokeh_serve_refuses_is_refused(tmp_path: Path) -> None:
         settings_from_args(args_of("a.py", "--ssl-keyfile", "key.pem"))
     with pytest.raises(ConfigurationError, match="ico_path: no such file"):
         settings_from_args(args_of("a.py", "--ico-path", str(tmp_path / "none.ico")))
+    with pytest.raises(ConfigurationError, match="log_format: text, json or a logging format"):
+        settings_from_args(args_of("a.py", "--log-format", "%(nope"))
     assert settings_from_args(args_of("a.py", "--ico-path", "None")).ico_path == "none"
     dev = settings_from_args(args_of("a.py", "--ico-path", "default-dev")).ico_path
     assert dev == str(server_path() / "views" / "bokeh-dev.ico")
@@ -120,7 +122,8 @@ async def test_glob_args_index_icon_log_file_and_periodic_logs(tmp_path: Path) -
         "--glob", "--index", str(tmp_path / "index.html"), "--ico-path", str(icon),
         "--log-file", str(log_file), "--stats-log-frequency", "100",
         "--mem-log-frequency", "100", "--websocket-compression-level", "5",
-        "--prefix", "/p", "--args", "--alpha", "beta",
+        "--log-format", "%(levelname)s|%(name)s|%(message)s", "--prefix", "/p",
+        "--args", "--alpha", "beta",
     ]  # fmt: skip
     with run_app_server(str(tmp_path / "*.py"), args=args) as server:
         base = server.url + "/p"
@@ -146,7 +149,7 @@ async def test_glob_args_index_icon_log_file_and_periodic_logs(tmp_path: Path) -
             time.sleep(0.1)
     logged = log_file.read_text()
     assert "/one has 1 sessions with" in logged and "clients connected" in logged
-    assert "--websocket-compression-level is ignored" in logged
+    assert "WARNING|app_server.cli|--websocket-compression-level is ignored" in logged
     assert "Memory usage" not in server.log()  # the log went to the file
 
 
