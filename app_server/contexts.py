@@ -192,6 +192,15 @@ class AppSessionContext(SessionContext):
         """The authenticated user (auth module or ASGI middleware), if any."""
         return self._token.user
 
+    def block_expiration(self) -> None:
+        """Keep the session alive (Panel calls this on each of ``server_context.sessions``)."""
+        if self._session is not None:
+            self._session.block_expiration()
+
+    def unblock_expiration(self) -> None:
+        if self._session is not None:
+            self._session.unblock_expiration()
+
     async def with_locked_document(self, func: Callable[[Document], Awaitable[None] | None]) -> Any:
         if self._session is None:
             return await _maybe_await(func(self._document))

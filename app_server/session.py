@@ -114,6 +114,16 @@ class ServerSession:
     def expiration_blocked(self) -> bool:
         return self._expiration_blocks > 0
 
+    def block_expiration(self) -> None:
+        """Keep the session from being discarded until :meth:`unblock_expiration` (Bokeh's API,
+        used by Panel's ``pn.state.block_expiration``)."""
+        self._expiration_blocks += 1
+
+    def unblock_expiration(self) -> None:
+        if self._expiration_blocks <= 0:
+            raise RuntimeError("mismatched block_expiration / unblock_expiration")
+        self._expiration_blocks -= 1
+
     def idle_seconds(self) -> float:
         return time.monotonic() - self.last_unsubscribe
 

@@ -9,8 +9,8 @@ import panel as pn
 pn.extension()
 
 status = pn.pane.Str("loading", name="status")
-ticks = pn.widgets.IntInput(name="Ticks", value=0, disabled=True)
-stop = pn.widgets.Button(name="Stop")
+ticks = pn.widgets.IntInput(label="Ticks", value=0, disabled=True)
+stop = pn.widgets.Button(label="Stop")
 
 
 def tick() -> None:

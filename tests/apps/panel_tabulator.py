@@ -6,8 +6,8 @@ import panel as pn
 pn.extension("tabulator")
 
 frame = pd.DataFrame({"fruit": ["apple", "pear", "plum", "fig"], "count": [3, 1, 4, 1]})
-table = pn.widgets.Tabulator(frame, show_index=False, name="table")
-minimum = pn.widgets.IntInput(name="At least", value=0, start=0, end=10)
+table = pn.widgets.Tabulator(frame, show_index=False)
+minimum = pn.widgets.IntInput(label="At least", value=0, start=0, end=10)
 
 
 def keep(df: pd.DataFrame, at_least: int) -> pd.DataFrame:

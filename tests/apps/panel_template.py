@@ -4,8 +4,8 @@ import panel as pn
 
 pn.extension(design="fast")
 
-color = pn.widgets.Select(name="Color", options=["red", "green", "blue"], value="red")
-size = pn.widgets.FloatSlider(name="Size", start=1.0, end=4.0, step=0.5, value=2.0)
+color = pn.widgets.Select(label="Color", options=["red", "green", "blue"], value="red")
+size = pn.widgets.FloatSlider(label="Size", start=1.0, end=4.0, step=0.5, value=2.0)
 
 
 def swatch(color: str, size: float) -> pn.pane.HTML:

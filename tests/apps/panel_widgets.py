@@ -4,9 +4,9 @@ import panel as pn
 
 pn.extension()
 
-name = pn.widgets.TextInput(name="Name", value="ann", css_classes=["name-input"])
-repeat = pn.widgets.IntSlider(name="Repeat", start=1, end=5, value=2)
-clicks = pn.widgets.Button(name="Shout", button_type="primary")
+name = pn.widgets.TextInput(label="Name", value="ann", css_classes=["name-input"])
+repeat = pn.widgets.IntSlider(label="Repeat", start=1, end=5, value=2)
+clicks = pn.widgets.Button(label="Shout", color="primary")
 
 
 def greeting(name: str, repeat: int, shouts: int) -> str:
