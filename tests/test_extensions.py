@@ -14,6 +14,7 @@ import http.client
 import importlib
 import re
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from bokeh.document import Document
 from bokeh.embed import bundle
 from bokeh.models import Div
 from fastapi import FastAPI
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp
 
@@ -240,17 +241,32 @@ def test_an_extension_packages_model_renders(page: Page, extension_server: Runni
 
 
 @pytest.mark.browser
-def test_a_typescript_model_renders_with_a_script_from_another_origin(page: Page) -> None:
+def test_a_typescript_model_renders_with_a_script_from_another_origin(browser: Browser) -> None:
+    """Also once the sessions that made the model's classes are discarded (their app modules
+    gone from sys.modules, their last class still registered): the next page renders too."""
     with run_host_site() as site:
         site.pages["/lib.js"] = "window.from_other_origin = 'other origin';"
         env = {"TS_MODEL_SCRIPT": site.url + "/lib.js"}
-        with run_app_server(TEST_APPS / "ts_model.py", env=env) as server:
-            errors = watch_errors(page)
-            page.goto(server.url + "/ts_model")
-            expect(page.locator(".greeting")).to_have_text(
-                "hello from TypeScript (other origin)", timeout=30_000
-            )
-            assert errors.all() == []
+        args = ["--disconnected-session-lifetime", "500", "--check-unused-sessions", "100"]
+        with run_app_server(TEST_APPS / "ts_model.py", env=env, args=args) as server:
+            greeting = "hello from TypeScript (other origin)"
+            # the first page's session runs the app code as the page is made; the others',
+            # when their websocket connects
+            for discarded in range(3):
+                context = browser.new_context()
+                try:
+                    tab = context.new_page()
+                    errors = watch_errors(tab)
+                    tab.goto(server.url + "/ts_model")
+                    expect(tab.locator(".greeting")).to_have_text(greeting, timeout=30_000)
+                    assert errors.all() == []
+                finally:
+                    context.close()
+                deadline = time.monotonic() + 20
+                while server.log().count("discarded session") <= discarded:
+                    assert time.monotonic() < deadline, "the session was not discarded"
+                    time.sleep(0.05)
+    assert "Traceback" not in server.log()
 
 
 def test_a_model_that_does_not_compile_gets_a_page_naming_it() -> None:

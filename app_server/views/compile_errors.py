@@ -1,4 +1,6 @@
-"""The page shown when Bokeh cannot compile a custom model's TypeScript ``__implementation__``.
+"""Custom models (a TypeScript ``__implementation__``) in the views that make page bundles:
+the page shown when Bokeh cannot compile one, and what keeps their bundles working and off the
+event loop (:class:`_CustomModels`).
 
 Bokeh compiles those models (with node) when a page's bundle is made; on a compiler error its
 ``bundle_models`` prints the message to standard error and calls ``sys.exit(1)``, which would
@@ -14,11 +16,15 @@ import functools
 import html
 import logging
 import re
+import sys
+import types
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import bokeh.util.compiler
+from bokeh.core.has_props import HasProps
 from bokeh.model import Model
 from bokeh.util.compiler import CustomModel, nodejs_compile
 from starlette.requests import Request
@@ -79,13 +85,86 @@ def failing_model() -> CompileFailure | None:
     return None
 
 
+class _CustomModels:
+    """What the page views do with custom models before Bokeh bundles them.
+
+    - **Pinned to their files.** Bokeh finds an inline implementation's file name, and the
+      directory its relative imports resolve from, through ``sys.modules[cls.__module__]``;
+      an app's module leaves ``sys.modules`` when its session is discarded, while its model
+      class stays registered, so every later bundle would fail with a ``KeyError`` (every page
+      of the app a 500, until a session ran the app code again, which a page never does once
+      the app code has run). Each class gets the implementation and base path Bokeh would
+      compute (``__implementation__`` with its file, ``__base_path__``) while its module is
+      there, else from the last class of that model whose module was there (else none: the
+      working directory, as for a module without a file).
+    - **Compiled off the event loop.** Each session's app code makes the class anew in a new
+      module, and Bokeh's cache key has the module's name: each change compiles again (with
+      node, for seconds). Compiled in a thread, the page's own bundle finds it in Bokeh's
+      cache instead of blocking the loop. (An app's first page still compiles on the loop:
+      its classes appear inside the view.)
+    """
+
+    def __init__(self) -> None:
+        self.classes: tuple[type, ...] = ()
+        self.pinned: weakref.WeakSet[type] = weakref.WeakSet()
+        self.files: dict[str, str] = {}  # qualified model name -> its module's file
+
+    def pin(self) -> bool:
+        """Pin the classes added since the last call; whether the model classes changed and
+        there are custom models among them."""
+        classes = tuple(Model.model_class_reverse_map.values())
+        if classes == self.classes:
+            return False
+        self.classes = classes
+        custom = [cls for cls in classes if getattr(cls, "__implementation__", None) is not None]
+        for cls in custom:
+            if cls not in self.pinned:
+                self.pinned.add(cls)
+                self._pin(cls)
+        return bool(custom)
+
+    def _pin(self, cls: type[HasProps]) -> None:
+        name = cls.__qualified_model__
+        module = sys.modules.get(cls.__module__)
+        stub = None
+        if module is not None:
+            file = getattr(module, "__file__", None)
+            if file:
+                self.files[name] = file
+        else:  # the module is gone: the file of this model's last class, if any
+            stub = sys.modules[cls.__module__] = types.ModuleType(cls.__module__)
+            if name in self.files:
+                stub.__file__ = self.files[name]
+        try:
+            model = CustomModel(cls)
+            implementation, base_path = model.implementation, model.path
+        except Exception:  # left to Bokeh, which will say why when it bundles
+            return
+        finally:
+            if stub is not None:
+                del sys.modules[cls.__module__]
+        cls.__implementation__ = implementation
+        if getattr(cls, "__base_path__", None) is None:
+            cls.__base_path__ = base_path  # type: ignore[attr-defined]
+
+    async def compile(self) -> None:
+        if self.pin():
+            await asyncio.to_thread(bokeh.util.compiler.bundle_models, None)
+
+
 def compile_failures_as_pages(view: View) -> View:
-    """``view``, whose compile failures are a 500 page naming the model (see the module)."""
+    """``view``, whose compile failures are a 500 page naming the model (see the module), and
+    whose custom models are pinned to their files and compiled off the event loop when it can
+    (see :class:`_CustomModels`)."""
+    custom_models = _CustomModels()
 
     @functools.wraps(view)
     async def wrapper(request: Request, **kwargs: Any) -> Response:
         try:
-            return await view(request, **kwargs)
+            await custom_models.compile()
+            response = await view(request, **kwargs)
+            custom_models.pin()  # the classes the app's first page made, while their module is
+            return response
         except SystemExit as exc:
             if not from_compiler(exc):
                 raise
