@@ -24,7 +24,6 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
 
-import tornado.template
 import uvicorn
 import yaml
 from bokeh.application import Application
@@ -40,6 +39,7 @@ from . import __version__
 from .app import create_app
 from .applications import build_application, routes_for_paths
 from .exceptions import ConfigurationError
+from .index_template import render_index
 from .logs import logging_config
 from .server import AppServer
 from .settings import Option, ServeSettings, Settings, build_settings, env_names, option_of
@@ -219,6 +219,7 @@ def _config_file(path: str) -> dict[str, Any]:
                 "(app-server serve --help) nor one of Bokeh's (bokeh settings)"
             )
     bokeh_settings.load_config(path)  # as bokeh serve does, for Bokeh's own settings
+    os.environ[BOKEH_CONFIG_VARIABLE] = os.path.abspath(path)  # and in worker processes
     return options
 
 
@@ -241,9 +242,6 @@ def _to_environment(
 ) -> dict[str, str]:
     """Settings and apps as environment variables, for worker processes to rebuild them."""
     env = {APPS_VARIABLE: json.dumps(routes), ARGV_VARIABLE: json.dumps(list(argv))}
-    config = bokeh_settings.config_override
-    if config:
-        env[BOKEH_CONFIG_VARIABLE] = json.dumps(config)
     for name, value in settings:
         if value is None:
             continue
@@ -259,8 +257,8 @@ def _to_environment(
 
 def app_from_environment() -> Starlette:
     """The ASGI app each worker builds (uvicorn's factory for --num-procs and --dev)."""
-    if BOKEH_CONFIG_VARIABLE in os.environ:
-        bokeh_settings._config_override = json.loads(os.environ[BOKEH_CONFIG_VARIABLE])
+    if BOKEH_CONFIG_VARIABLE in os.environ:  # a --use-config file: Bokeh's settings too
+        bokeh_settings.load_config(os.environ[BOKEH_CONFIG_VARIABLE])
     routes: dict[str, str] = json.loads(os.environ[APPS_VARIABLE])
     argv: list[str] = json.loads(os.environ.get(ARGV_VARIABLE, "[]"))
     return _serve_app(routes, argv, ServeSettings())
@@ -283,14 +281,12 @@ def _serve_app(routes: dict[str, str], argv: list[str], settings: ServeSettings)
 
 
 async def _custom_index(request: Request, *, template: str, server: AppServer) -> Response:
-    """The --index template, rendered as Bokeh's RootHandler does (Tornado, prefix, items)."""
+    """The --index template (Tornado's syntax, as for bokeh serve), given prefix and items."""
     routes = sorted(server.contexts)
     prefix = server.settings.prefix
     if len(routes) == 1 and not server.settings.disable_index_redirect:
         return RedirectResponse(prefix + routes[0])
-    loader = tornado.template.Loader(os.path.dirname(os.path.abspath(template)))
-    html = loader.load(os.path.basename(template)).generate(prefix=prefix, items=routes)
-    return HTMLResponse(html)
+    return HTMLResponse(render_index(template, prefix=prefix, items=routes))
 
 
 def _log_periodically(app: Starlette, settings: ServeSettings) -> None:
