@@ -128,6 +128,20 @@ def test_an_installed_extension_is_served_before_any_page_names_it(on_path: None
     assert installed_extension_dir(NAME) == DIST
 
 
+def test_panels_bundle_and_the_files_it_loads_are_served() -> None:
+    """Panel (in the test extra) is the extension most apps use; found, not imported, here."""
+    imported = "panel" in sys.modules
+    with TestClient(create_app({"/hello": hello}, prefix="/pre")) as client:
+        for path in (
+            "panel.min.js?v=1",
+            "bundled/reactiveesm/es-module-shims@%5E1.10.0/dist/es-module-shims.min.js",
+            "css/loading.css",
+        ):
+            response = client.get(f"/pre/static/extensions/panel/{path}")
+            assert response.status_code == 200, path
+    assert ("panel" in sys.modules) == imported
+
+
 def test_extension_dirs_are_read_per_request(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
