@@ -15,7 +15,9 @@ runtime dependencies. Two adapters, each the smallest that lets Panel's own code
   one stand-in connection there (:func:`connections`), registered with Panel's hook for other
   servers' sockets (``panel.io.document.extra_socket_handlers``, how Panel's FastAPI server plugs
   in); writing to it gives the events back to the document, still on hold inside ``unlocked()``,
-  so they leave through the session like any other change: serialized once, under its lock.
+  so they leave through the session like any other change: serialized once, under its lock. A
+  write Panel queues from a thread (``nthreads``) comes back as a next-tick callback, under the
+  lock; ``session._pending_writes`` is not None only inside a locked callback, as in Bokeh.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ import importlib
 import sys
 from collections.abc import Iterable, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bokeh.application import Application
 from bokeh.document import Document
+
+if TYPE_CHECKING:
+    from .session import ServerSession
 
 __all__ = ["connections", "prepare_document"]
 
@@ -37,8 +42,8 @@ _registered = False  # the stand-in socket is in Panel's extra_socket_handlers
 class SessionSocket:
     """The socket Panel writes to: it hands the events back to the session's document."""
 
-    def __init__(self, document: Document) -> None:
-        self.document = document
+    def __init__(self, session: ServerSession) -> None:
+        self.session = session
 
 
 class _Patch:
@@ -56,24 +61,36 @@ class _Protocol:
 class _Connection:
     """One of ``session._subscribed_connections`` as Panel uses them: a socket and a protocol."""
 
-    def __init__(self, document: Document) -> None:
-        self._socket = SessionSocket(document)
+    def __init__(self, session: ServerSession) -> None:
+        self._socket = SessionSocket(session)
         self.protocol = _Protocol()
 
 
 def _write(
     connection: _Connection, events: Sequence[Any] | None = None, msg: _Patch | None = None
 ) -> list[Any]:
-    """Panel's write to a socket: the events go back to the (held) document; nothing to await."""
-    document = connection._socket.document
-    for event in events if events is not None else (msg.events if msg is not None else ()):
-        document.callbacks.trigger_on_change(event)
+    """Panel's write to a socket: the events go back to the document; nothing to await.
+
+    Inside ``unlocked()`` the document is on hold and takes them back until it sends them all;
+    a write Panel queued for later (from a thread) runs as a next-tick callback, under the lock.
+    """
+    session = connection._socket.session
+    found = events if events is not None else (msg.events if msg is not None else [])
+    if session.document.callbacks.hold_value is not None or session.owns_lock():
+        _trigger(session.document, found)
+    else:
+        session.document.add_next_tick_callback(partial(_trigger, session.document, found))
     return []
 
 
-def connections(document: Document) -> list[Any]:
+def _trigger(document: Document, events: Sequence[Any]) -> None:
+    for event in events:
+        document.callbacks.trigger_on_change(event)
+
+
+def connections(session: ServerSession) -> list[Any]:
     """``session._subscribed_connections`` for Panel: one stand-in once Panel is set up."""
-    return [_Connection(document)] if _registered else []
+    return [_Connection(session)] if _registered else []
 
 
 def prepare_document(document: Document, application: Application) -> None:

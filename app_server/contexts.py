@@ -247,9 +247,16 @@ class AppContext:
         self._tasks: set[asyncio.Task[None]] = set()
         self._validated_at: float | None = None
         self.ran_app_code = False  # in this process: its model classes are defined
+        self._loop: asyncio.AbstractEventLoop | None = None  # the sessions' loop, once one exists
 
     def __repr__(self) -> str:
         return f"<AppContext {self.name} sessions={len(self.sessions)}>"
+
+    @property
+    def io_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the sessions run on, as Bokeh 3.10's ``ApplicationContext.io_loop`` (Panel
+        tells its worker threads from the loop's thread by it)."""
+        return self._loop
 
     @property
     def url(self) -> str:
@@ -320,6 +327,7 @@ class AppContext:
     async def _create_session(
         self, session_id: str, token: Token, request: SessionRequest | None
     ) -> ServerSession:
+        self._loop = asyncio.get_running_loop()
         document = Document()
         context = AppSessionContext(
             session_id, self.server_context, document, token, request, self.logout_url

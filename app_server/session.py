@@ -101,14 +101,21 @@ class ServerSession:
         """True while callbacks wait to run or run, or the document is locked."""
         return self._callbacks.busy or self.lock.locked()
 
+    def owns_lock(self) -> bool:
+        """Whether the running code holds the document lock (on the loop, in the lock's task)."""
+        if threading.get_ident() != self._loop_thread or self._lock_owner is None:
+            return False
+        return asyncio.current_task() is self._lock_owner
+
     # Two names of Bokeh's ServerSession that Panel reads once a page has loaded (_panel.py)
     @property
     def _subscribed_connections(self) -> list[Any]:
-        return panel_connections(self.document)
+        return panel_connections(self)
 
     @property
-    def _pending_writes(self) -> list[Any]:
-        return []  # changes made under the lock are sent when the callback ends, as Bokeh's are
+    def _pending_writes(self) -> list[Any] | None:
+        """Not None inside a locked callback, whose changes are sent when it ends, as Bokeh's."""
+        return [] if self.owns_lock() else None
 
     @property
     def expiration_blocked(self) -> bool:

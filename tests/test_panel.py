@@ -23,13 +23,14 @@ from tests.servers import RunningServer, _run, free_port, run_app_server, run_bo
 pytest.importorskip("panel")
 pytestmark = pytest.mark.browser
 
-APPS = ("panel_widgets", "panel_template", "panel_tabulator", "panel_periodic")
+APPS = ("panel_widgets", "panel_template", "panel_tabulator", "panel_periodic", "panel_threads")
 PATHS = [TEST_APPS / f"{name}.py" for name in APPS]
 RENDERED = {  # what each page shows once its document has rendered
     "panel_widgets": "hello ann hello ann",
     "panel_template": "red at 2.0",
     "panel_tabulator": "total: 9",
     "panel_periodic": "Ticks",
+    "panel_threads": "Work",
 }
 BOKEH_READY = "() => window.Bokeh !== undefined && Bokeh.documents.length == 1"
 
@@ -125,6 +126,15 @@ def test_onload_and_periodic_callbacks(page: Page, server: RunningServer) -> Non
     stopped = int(page.get_by_text(re.compile(r"stopped at \d+")).inner_text().split()[-1])
     page.wait_for_timeout(400)
     assert ticks(page) == stopped
+
+
+def test_callbacks_on_panels_threads(page: Page, server: RunningServer) -> None:
+    open_app(page, server.url + "/panel_threads", "panel_threads")
+    expect(page.get_by_text("loaded on a thread")).to_be_visible()
+    page.get_by_role("button", name="Work").click()
+    expect(page.get_by_text("worked 1 on a thread")).to_be_visible()
+    page.get_by_role("button", name="Work").click()
+    expect(page.get_by_text("worked 2 on a thread")).to_be_visible()
 
 
 # -- mounted in FastAPI under plain uvicorn -------------------------------------------------------
