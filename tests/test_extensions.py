@@ -14,6 +14,7 @@ import http.client
 import importlib
 import re
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -281,6 +282,31 @@ def test_a_typescript_model_renders_with_a_script_from_another_origin(browser: B
                     assert time.monotonic() < deadline, "the session was not discarded"
                     time.sleep(0.05)
     assert "Traceback" not in server.log()
+
+
+def test_the_first_page_compiles_typescript_off_the_event_loop() -> None:
+    """Node takes seconds; meanwhile the server answers (here /healthz) as if idle."""
+    env = {"TS_MODEL_SCRIPT": "/no-such-script.js"}
+    with run_app_server(TEST_APPS / "ts_model.py", env=env) as server:
+        page_took: list[float] = []
+
+        def fetch_page() -> None:
+            start = time.monotonic()
+            with urllib.request.urlopen(server.url + "/ts_model", timeout=60) as response:
+                assert response.status == 200
+            page_took.append(time.monotonic() - start)
+
+        fetching = threading.Thread(target=fetch_page)
+        fetching.start()
+        slowest = 0.0
+        while fetching.is_alive():
+            start = time.monotonic()
+            with urllib.request.urlopen(server.url + "/healthz", timeout=60):
+                slowest = max(slowest, time.monotonic() - start)
+            time.sleep(0.02)
+        fetching.join()
+        assert page_took, "the page failed"
+        assert slowest < page_took[0] / 2, (slowest, page_took[0])
 
 
 def test_a_model_that_does_not_compile_gets_a_page_naming_it() -> None:

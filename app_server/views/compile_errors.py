@@ -30,7 +30,13 @@ from bokeh.util.compiler import CustomModel, nodejs_compile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-__all__ = ["CompileFailure", "compile_failures_as_pages", "failing_model", "from_compiler"]
+__all__ = [
+    "CompileFailure",
+    "compile_custom_models",
+    "compile_failures_as_pages",
+    "failing_model",
+    "from_compiler",
+]
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +106,8 @@ class _CustomModels:
     - **Compiled off the event loop.** Each session's app code makes the class anew in a new
       module, and Bokeh's cache key has the module's name: each change compiles again (with
       node, for seconds). Compiled in a thread, the page's own bundle finds it in Bokeh's
-      cache instead of blocking the loop. (An app's first page still compiles on the loop:
-      its classes appear inside the view.)
+      cache instead of blocking the loop. (An app's first page makes its classes inside the
+      view, which calls :func:`compile_custom_models` once they exist.)
     """
 
     def __init__(self) -> None:
@@ -150,6 +156,14 @@ class _CustomModels:
     async def compile(self) -> None:
         if self.pin():
             await asyncio.to_thread(bokeh.util.compiler.bundle_models, None)
+
+
+async def compile_custom_models() -> None:
+    """Compile the custom models, if any, in a thread (for an app's first page, whose classes
+    appear as its view runs the app code); the page's bundle then finds Bokeh's cache."""
+    classes = Model.model_class_reverse_map.values()
+    if any(getattr(cls, "__implementation__", None) is not None for cls in classes):
+        await asyncio.to_thread(bokeh.util.compiler.bundle_models, None)
 
 
 def compile_failures_as_pages(view: View) -> View:

@@ -27,6 +27,7 @@ from starlette.responses import (
 
 from ..contexts import SessionCreationError
 from ..tokens import Token
+from .compile_errors import compile_custom_models
 from .sessions import authenticated_user, open_session, page_session, page_token
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ async def _first_page_session(
         session = await open_session(context, request, token)
     except SessionCreationError:
         return None
+    await compile_custom_models()  # TypeScript models compile for seconds: not on the loop
     # template variables alone change nothing in Bokeh's own page template
     if session.document.template is not FILE:
         context.page_needs_document = True
