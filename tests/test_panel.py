@@ -9,6 +9,7 @@ them there unless ``panel serve`` runs it), and its widgets round-trip through P
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
 from collections.abc import Iterator
@@ -20,8 +21,12 @@ from tests.browser import watch_errors
 from tests.conftest import ROOT, TEST_APPS
 from tests.servers import RunningServer, _run, free_port, run_app_server, run_bokeh_serve
 
-pytest.importorskip("panel")
-pytestmark = pytest.mark.browser
+# never imported here: Panel's models would join Bokeh's registry, and every page of the tests
+# that follow would load Panel's bundle
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(importlib.util.find_spec("panel") is None, reason="needs panel"),
+]
 
 APPS = ("panel_widgets", "panel_template", "panel_tabulator", "panel_periodic", "panel_threads")
 PATHS = [TEST_APPS / f"{name}.py" for name in APPS]
