@@ -60,7 +60,7 @@ def errors_of(browser: Browser, server: RunningServer) -> dict[str, set[str]]:
         page = context.new_page()
         errors = watch_errors(page)
         open_app(page, f"{server.url}/{name}", name)
-        page.wait_for_timeout(500)  # late stylesheet requests
+        page.wait_for_load_state("networkidle")  # the stylesheets Panel's views add late
         found[name] = {e.replace(server.url, "") for e in errors.console + errors.uncaught}
         context.close()
     return found
