@@ -7,8 +7,9 @@ runtime dependencies. Two adapters, each the smallest that lets Panel's own code
   subscribes every new document to the browser's ``document_ready`` event. ``bokeh serve app.py``
   builds a plain Bokeh ``Application``, under which Panel never learns that a page has loaded:
   ``pn.state.onload`` callbacks never run, and Panel keeps treating the session as unconnected, so
-  a ``pn.state.add_periodic_callback`` started from a widget callback re-schedules its own start
-  on every tick instead of starting. :func:`prepare_document` subscribes it, as Panel does.
+  (with Panel 1.9) a ``pn.state.add_periodic_callback`` started from a widget callback
+  re-schedules its own start on every tick instead of starting. :func:`prepare_document`
+  subscribes it, as Panel does.
 - **Panel's direct writes.** Once a page has loaded, Panel's ``unlocked()`` (used when browser
   changes run Python watchers) takes the events a change made and writes them itself to
   ``session._subscribed_connections``, Bokeh's Tornado connections. An app_server session has
@@ -18,6 +19,11 @@ runtime dependencies. Two adapters, each the smallest that lets Panel's own code
   so they leave through the session like any other change: serialized once, under its lock. A
   write Panel queues from a thread (``nthreads``) comes back as a next-tick callback, under the
   lock; ``session._pending_writes`` is not None only inside a locked callback, as in Bokeh.
+
+The rest is Bokeh's own server API, which Panel reads and app_server's contexts now offer:
+``application_context.url`` (``pn.state.app_url``), ``application_context.io_loop`` (Panel 1.10
+tells its worker threads from the loop's thread by it) and the session contexts'
+``block_expiration``/``unblock_expiration`` (``pn.state.block_expiration``).
 """
 
 from __future__ import annotations
