@@ -372,8 +372,8 @@ class ServeSettings(Settings):
         str | None, Option(metavar="PATH", instead="serve your own page at / from the host app")
     ] = Field(
         None,
-        description="a Tornado template for the index of apps at /, given prefix and items "
-        "(the apps' routes), as with bokeh serve",
+        description="a template for the index of apps at /, given prefix and items (the apps' "
+        "routes), in Tornado's syntax as with bokeh serve (rendered with Jinja2)",
     )
     websocket_compression_level: Annotated[
         int | None, Option(metavar="LEVEL", instead="uvicorn cannot set it either")
