@@ -176,7 +176,6 @@ class Connection:
             return
         self.state = ConnectionState.CLOSED
         self._stop_writer()
-        self._queue.clear()
         self._registry.discard(self)
         self.metrics.websocket_closed += 1
         session = self.session

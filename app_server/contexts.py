@@ -403,9 +403,7 @@ class AppContext:
     def attach(self, session: ServerSession, peer: Peer) -> None:
         """A connection to the session opened: a reconnect keeps the session."""
         session.subscribe(peer)
-        timer = self._release_timers.pop(session.id, None)
-        if timer is not None:
-            timer.cancel()
+        self._cancel_release(session)
 
     async def detach(self, session: ServerSession, peer: Peer) -> None:
         """A connection closed: tell the app, and discard the session after a grace period
@@ -417,13 +415,16 @@ class AppContext:
     def _release_later(self, session: ServerSession) -> None:
         if session.connections or session.destroyed:
             return
-        old = self._release_timers.pop(session.id, None)
-        if old is not None:
-            old.cancel()
+        self._cancel_release(session)
         loop = asyncio.get_running_loop()
         self._release_timers[session.id] = loop.call_later(
             self.disconnected_lifetime, self._start_release, session
         )
+
+    def _cancel_release(self, session: ServerSession) -> None:
+        timer = self._release_timers.pop(session.id, None)
+        if timer is not None:
+            timer.cancel()
 
     def _start_release(self, session: ServerSession) -> None:
         self._release_timers.pop(session.id, None)
@@ -449,9 +450,7 @@ class AppContext:
         for peer in list(session.connections):
             peer.drop(CloseCode.GOING_AWAY, "the session expired")
             session.unsubscribe(peer)
-        timer = self._release_timers.pop(session.id, None)
-        if timer is not None:
-            timer.cancel()
+        self._cancel_release(session)
         async with session.locked():
             if session.destroyed:  # discarded meanwhile (the reaper and a release at once)
                 return

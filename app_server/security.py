@@ -45,13 +45,13 @@ class SecurityHeaders:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        self.policy = page_policy(settings)  # fixed by the settings: worked out once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        settings = self.settings
-        policy = page_policy(settings)
+        settings, policy = self.settings, self.policy
         has_xsrf = XSRF_COOKIE in Request(scope).cookies
 
         async def send_with_headers(message: Message) -> None:

@@ -232,12 +232,12 @@ class ServerSession:
             peer.send(everything)
 
     def _check_access(self, event: DocumentPatchedEvent) -> None:
+        if self.owns_lock():
+            return
         if threading.get_ident() != self._loop_thread:
             where = f"from thread {threading.current_thread().name!r}"
-        elif self._lock_owner is None or asyncio.current_task() is not self._lock_owner:
-            where = "outside the document lock (in an unlocked callback?)"
         else:
-            return
+            where = "outside the document lock (in an unlocked callback?)"
         model, attr = getattr(event, "model", None), getattr(event, "attr", None)
         what = f"{model}.{attr}" if model is not None else type(event).__name__
         raise DocumentAccessError(
