@@ -175,14 +175,13 @@ def decide(facts: Facts, settings: Settings) -> Admit | Refuse:
         return Refuse(Refusal.OTHER_USER, "this token was issued to another user")
     if holdings.owner not in (None, facts.user or token.user):
         return Refuse(Refusal.OTHER_USER, "this session belongs to another user")
+    if token.expired:  # also for a session that still lives, as in Bokeh: a token is not a key
+        return Refuse(  # that reconnecting every few seconds keeps valid for ever
+            Refusal.EXPIRED,
+            "the token has expired; reload the page, or raise --session-token-expiration",
+        )
     if holdings.exists:
         return Admit(token, False, facts.user)
-    if token.expired:
-        return Refuse(
-            Refusal.EXPIRED,
-            "the token has expired and its session is gone; reload the page, or raise "
-            "--session-token-expiration",
-        )
     return _within_limits(facts, settings) or Admit(token, facts.creates, facts.user)
 
 

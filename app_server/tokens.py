@@ -27,6 +27,9 @@ __all__ = ["Token", "new_session_id", "new_token", "read_session_id", "read_toke
 
 # the key under which Bokeh stores the zlib-compressed request in a token's JSON
 _ZLIB_KEY = "__bk__zlib_"
+# the most a token's request may inflate to: a page request's headers, cookies and arguments
+# (at most 64 KB of header under `app-server serve`) take a few times that as JSON
+MAX_TOKEN_REQUEST = 1024 * 1024
 
 
 def new_session_id(settings: Settings) -> str:
@@ -85,6 +88,15 @@ def _bytes_hook(obj: dict[str, Any]) -> Any:
     return _b64decode(obj["bytes"]) if obj.keys() == {"bytes"} else obj
 
 
+def _inflate(data: bytes) -> bytes:
+    """Inflate at most MAX_TOKEN_REQUEST bytes: a zlib bomb stops there, not in memory."""
+    inflater = zlib.decompressobj()
+    request = inflater.decompress(data, MAX_TOKEN_REQUEST)
+    if inflater.unconsumed_tail:  # before flush(), which would inflate the rest
+        raise OverflowError
+    return request + inflater.flush()
+
+
 def read_session_id(session_id: str, settings: Settings) -> Token:
     """A session id given without a token (``bokeh-session-id``), checked like a token's."""
     if not session_id:
@@ -109,9 +121,12 @@ def read_token(text: str, settings: Settings) -> Token:
     packed = claims.pop(_ZLIB_KEY, None)
     if packed is not None:
         try:
-            claims.update(json.loads(zlib.decompress(_b64decode(packed)), object_hook=_bytes_hook))
+            request = _inflate(_b64decode(packed))
+            claims.update(json.loads(request, object_hook=_bytes_hook))
         except (ValueError, TypeError, binascii.Error, zlib.error, UnicodeDecodeError):
             return Token(text, problem="the token's request data is corrupt")
+        except OverflowError:
+            return Token(text, problem=f"the token's request is over {MAX_TOKEN_REQUEST} bytes")
     expiry = claims.get("session_expiry")
     if not isinstance(expiry, int | float):
         return Token(text, problem="the token has no session expiry")

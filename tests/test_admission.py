@@ -91,15 +91,14 @@ def test_signed_sessions_refuse_a_token_signed_with_another_key() -> None:
     assert isinstance(websocket(ours, ["bokeh", good.text]), Admit)
 
 
-def test_an_expired_token_reaches_its_session_only_while_the_session_lives() -> None:
+def test_an_expired_token_is_refused_even_while_its_session_lives() -> None:
     settings = Settings(session_token_expiration=1)
     token = new_token("s", settings)
     time.sleep(1.1)
     assert read_token(token.text, settings).expired
-    gone = websocket(settings, ["bokeh", token.text])
-    assert isinstance(gone, Refuse) and gone.kind is Refusal.EXPIRED
-    alive = websocket(settings, ["bokeh", token.text], holdings=Holdings(exists=True))
-    assert isinstance(alive, Admit) and not alive.creates
+    for holdings in (Holdings(), Holdings(exists=True)):
+        refused = websocket(settings, ["bokeh", token.text], holdings=holdings)
+        assert isinstance(refused, Refuse) and refused.kind is Refusal.EXPIRED
 
 
 def facts(token: Token | None, **kwargs: object) -> Facts:

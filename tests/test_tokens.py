@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
+import tracemalloc
 import zlib
 
 from bokeh.util.token import generate_jwt_token, get_session_id, get_token_payload
 
 from app_server import Settings
-from app_server.tokens import new_session_id, new_token, read_session_id, read_token
+from app_server.tokens import (
+    MAX_TOKEN_REQUEST,
+    new_session_id,
+    new_token,
+    read_session_id,
+    read_token,
+)
 
 SIGNED = Settings(sign_sessions=True, secret_key="k" * 32)
 REQUEST = {"arguments": {"N": [b"10"]}, "headers": {"Accept": "*/*"}, "cookies": {"a": "b"}}
@@ -48,6 +55,26 @@ def test_a_forged_token_is_refused_before_its_request_is_inflated() -> None:
     bomb = base64.urlsafe_b64encode(zlib.compress(b" " * 50_000_000, 9)).decode().rstrip("=")
     forged = bokeh_token({"session_id": "x.y", "session_expiry": 2**40, "__bk__zlib_": bomb}, "bad")
     assert read_token(forged, SIGNED).problem == "the token's signature is invalid"
+
+
+def test_an_unsigned_token_inflates_at_most_a_megabyte() -> None:
+    bomb = base64.urlsafe_b64encode(zlib.compress(b" " * 50_000_000, 9)).decode().rstrip("=")
+    token = bokeh_token({"session_id": "s", "session_expiry": 2**40, "__bk__zlib_": bomb})
+    tracemalloc.start()
+    try:
+        problem = read_token(token, Settings()).problem
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert problem == f"the token's request is over {MAX_TOKEN_REQUEST} bytes"
+    assert peak < 4 * MAX_TOKEN_REQUEST
+
+
+def test_a_token_request_up_to_the_cap_is_read() -> None:
+    request = json.dumps({"headers": {"Cookie": "x" * 500_000}}).encode()
+    packed = base64.urlsafe_b64encode(zlib.compress(request)).decode().rstrip("=")
+    token = bokeh_token({"session_id": "s", "session_expiry": 2**40, "__bk__zlib_": packed})
+    assert read_token(token, Settings()).payload["headers"]["Cookie"] == "x" * 500_000
 
 
 def test_broken_tokens_say_what_is_wrong() -> None:
