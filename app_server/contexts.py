@@ -458,8 +458,18 @@ class AppContext:
         self.sessions.pop(session.id, None)
         self.metrics.sessions_destroyed[self.name] += 1
         context = self._contexts.pop(session.id, None)
+        try:
+            if context is not None:
+                await self._run_destroy_hooks(session, context)
+        finally:  # only now: a hook the app code registered reads its module's globals
+            session.release_modules()
         if context is None:
             return
+        log.debug("app %s: discarded session %s", self.name, session.id, extra=session.log_extra)
+        if self._on_discarded is not None:
+            self._on_discarded()
+
+    async def _run_destroy_hooks(self, session: ServerSession, context: AppSessionContext) -> None:
         for handler in self.application.handlers:
             try:
                 await _run_lifecycle(handler, "on_session_destroyed", context)
@@ -467,9 +477,6 @@ class AppContext:
                 log.exception(
                     "app %s, session %s: on_session_destroyed raised", self.name, session.id
                 )
-        log.debug("app %s: discarded session %s", self.name, session.id, extra=session.log_extra)
-        if self._on_discarded is not None:
-            self._on_discarded()
 
     async def cleanup_sessions(self, unused_lifetime_seconds: float) -> int:
         """Discard the sessions unused for longer than the lifetime; how many were."""

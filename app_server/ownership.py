@@ -93,7 +93,7 @@ def release_document(document: Document, on_change: Any, session_id: str) -> Non
 
     ``on_change`` (the session, which receives the document's changes) is detached first;
     the document is then destroyed without Bokeh's per-document heap scans
-    (:func:`~app_server._bokeh.documents.destroy_document`).
+    (:func:`~app_server._bokeh.documents.destroy_document`); its modules are released later.
     """
     document.remove_on_change(on_change)
     for model in document.models:  # so a reuse in a later session is reported, not silent

@@ -21,6 +21,7 @@ from bokeh.events import ConnectionLost
 from bokeh.io.doc import patch_curdoc
 
 from . import protocol
+from ._bokeh.documents import release_modules
 from ._panel import connections as panel_connections
 from .callbacks import CallbackScheduler, run_with_curdoc
 from .exceptions import DocumentAccessError
@@ -280,12 +281,18 @@ class ServerSession:
     # -- end of life -------------------------------------------------------------------
 
     def destroy(self) -> None:
-        """Stop every callback and release the document; the session cannot come back."""
+        """Stop every callback and release the document; the session cannot come back.
+        The app code's module stays whole for the destroy hooks: :meth:`release_modules`."""
         if self.destroyed:
             return
         self.destroyed = True
         self._callbacks.close()
         release_document(self.document, self._document_changed, self.id)
+
+    def release_modules(self) -> None:
+        """Clear the module the app code ran in, once the session's ``on_session_destroyed``
+        hooks have run: a hook registered in ``main.py`` reads its globals."""
+        release_modules(self.document)
 
 
 def _set_by(event: DocumentPatchedEvent, setter: object) -> bool:

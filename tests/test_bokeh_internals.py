@@ -50,7 +50,12 @@ from bokeh.plotting import figure
 
 import app_server
 from app_server._bokeh import curdoc as curdoc_adapter
-from app_server._bokeh.documents import attach_session_context, destroy_document, new_models
+from app_server._bokeh.documents import (
+    attach_session_context,
+    destroy_document,
+    new_models,
+    release_modules,
+)
 from app_server._bokeh.handlers import has_custom_template, lifecycle_hook
 from app_server._bokeh.properties import changed_attributes, serialization_plan
 from app_server._bokeh.serialization import Serializer
@@ -175,7 +180,7 @@ def _callbacks_document(tmp_path: Path) -> None:
     raise AssertionError("replaced by a dead reference no longer stops new callbacks")
 
 
-@internal("DocumentModuleManager._modules", "_bokeh/documents.py (_release_modules)")
+@internal("DocumentModuleManager._modules", "_bokeh/documents.py (release_modules)")
 def _modules(tmp_path: Path) -> None:
     document = Document()
     module = types.ModuleType("bk_contract_module")
@@ -195,6 +200,11 @@ def _modules(tmp_path: Path) -> None:
     }
     expect(actual == expected, f"DocumentModuleManager.destroy now does {sorted(actual)}")
     destroy_document(document)
+    expect(
+        "bk_contract_module" in sys.modules,
+        "destroy_document released it (the destroy hooks read it)",
+    )
+    release_modules(document)
     expect("bk_contract_module" not in sys.modules, "is no longer what sys.modules holds")
 
 

@@ -127,3 +127,41 @@ async def test_a_reconnect_with_an_expired_token_is_refused_though_the_session_l
 def test_a_session_id_in_the_log_for_every_session(server: RunningServer) -> None:
     token = fetch_token(server.url + "/lifecycle_app")
     assert re.search(rf"created session {re.escape(session_id_of(token))}", server.log())
+
+
+DESTROY_HOOK_APP = """
+import os
+
+from bokeh.io import curdoc
+from bokeh.models import Div
+
+RECORD = os.environ["DESTROYED_RECORD"]
+farewell = "goodbye"
+
+
+def record(session_context):  # reads this module's globals once the session is gone
+    with open(RECORD, "a") as file:
+        file.write(f"{farewell} {session_context.id}\\n")
+
+
+curdoc().add_root(Div(text="hello"))
+curdoc().on_session_destroyed(record)
+"""
+
+
+async def test_a_documents_destroy_hook_reads_the_app_modules_globals(tmp_path: Path) -> None:
+    """curdoc().on_session_destroyed(fn) in main.py: fn runs while main.py's module is whole
+    (Bokeh's server clears it first, and such a hook fails with NameError there)."""
+    app = tmp_path / "farewell"
+    app.mkdir()
+    (app / "main.py").write_text(DESTROY_HOOK_APP)
+    record = tmp_path / "destroyed.txt"
+    args = ["--disconnected-session-lifetime", "100"]
+    with run_app_server(app, args=args, env={"DESTROYED_RECORD": str(record)}) as server:
+        token = fetch_token(server.url + "/farewell")
+        url = server.url.replace("http://", "ws://") + "/farewell/ws"
+        async with await BokehSocket.open(url, token) as socket:
+            await socket.receive_type(protocol.ACK)
+            await socket.request(protocol.PULL_DOC_REQ)
+        wait_for_event(record, f"goodbye {session_id_of(token)}")
+        assert "NameError" not in server.log()

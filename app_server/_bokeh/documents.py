@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from bokeh.document import Document
     from bokeh.model import Model
 
-__all__ = ["attach_session_context", "destroy_document", "new_models"]
+__all__ = ["attach_session_context", "destroy_document", "new_models", "release_modules"]
 
 
 def attach_session_context(document: Document, context: SessionContext) -> None:
@@ -34,7 +34,9 @@ def destroy_document(document: Document) -> None:
     much as running a small app; the server collects once per reaper pass instead.
     Afterwards adding a callback to the document raises (Bokeh's "already-destroyed
     Document" error), so a thread that outlives its session stops instead of leaking.
-    The caller removes its own ``on_change`` receiver first.
+    The caller removes its own ``on_change`` receiver first, and releases the app code's
+    modules (:func:`release_modules`) once the session's destroy hooks have run: those hooks
+    may read the module's globals, which ``Document.destroy`` clears before they run.
 
     Why not public: ``Document.destroy`` always runs ``gc.collect()`` and
     ``DocumentModuleManager.destroy``'s ``gc.get_referrers`` scan; the parts it is made of
@@ -46,15 +48,17 @@ def destroy_document(document: Document) -> None:
     document.callbacks.destroy()
     document.callbacks._document = _dead  # type: ignore[assignment]
     document.models.destroy()
-    _release_modules(document)
 
 
-def _release_modules(document: Document) -> None:
+def release_modules(document: Document) -> None:
     """``DocumentModuleManager.destroy`` without its ``gc.get_referrers`` heap scan per module.
 
     Bokeh scans the whole heap for each discarded session's module to warn about leaks; with
     hundreds of sessions that scan dominates (and stalls the loop). Leaks are what the memory
     tests watch for instead.
+
+    Why not public: the manager's module list is its private ``_modules``; its public
+    ``destroy`` is the scan.
     """
     manager = document.modules
     for module in manager._modules:
