@@ -10,6 +10,8 @@ stylesheet beside itself, as Panel's bundle does.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import http.client
 import importlib
 import re
@@ -27,6 +29,7 @@ from bokeh.core.has_props import _default_resolver
 from bokeh.document import Document
 from bokeh.embed import bundle
 from bokeh.models import Div
+from bokeh.util.token import generate_jwt_token, generate_session_id
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, expect
 from starlette.testclient import TestClient
@@ -38,6 +41,7 @@ from app_server.views.static import ExtensionStaticFiles, installed_extension_di
 from tests.browser import run_host_site, watch_errors
 from tests.conftest import TEST_APPS
 from tests.servers import RunningServer, run_app_server
+from tests.wsclient import BokehSocket
 
 EXTENSIONS = TEST_APPS / "extensions"
 NAME = "app_server_test_ext"
@@ -324,3 +328,62 @@ def test_a_model_that_does_not_compile_gets_a_page_naming_it() -> None:
             assert health.status == 200
     assert "SystemExit" not in server.log()
     assert "cannot compile the TypeScript of model Broken" in server.log()
+
+
+def test_a_compile_failure_is_answered_again_without_node_until_the_source_changes(
+    tmp_path: Path,
+) -> None:
+    """Node runs through a wrapper that counts its compilations. The pages after a failed one
+    get the same page without compiling; a new session with fixed TypeScript compiles again."""
+    runs = tmp_path / "node-runs"
+    node = tmp_path / "node"
+    node.write_text(f'#!/bin/sh\necho "$*" >> {runs}\nexec /usr/bin/node "$@"\n')
+    node.chmod(0o755)
+    source = tmp_path / "broken.ts"
+    broken = (TEST_APPS / "ts_broken.py").read_text().split('"""')[3]  # its IMPLEMENTATION
+    assert "undefined_children_name" in broken
+    source.write_text(broken)
+    env = {"BOKEH_NODEJS_PATH": str(node), "TS_BROKEN_SOURCE": str(source)}
+
+    def compilations() -> int:
+        return runs.read_text().count("compiler.js") if runs.exists() else 0
+
+    def failed_page() -> str:
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(server.url + "/ts_broken", timeout=60)
+        assert caught.value.code == 500
+        return caught.value.read().decode()
+
+    with run_app_server(TEST_APPS / "ts_broken.py", env=env) as server:
+        first = failed_page()
+        assert "Cannot find name &#x27;undefined_children_name&#x27;" in first
+        compiled = compilations()
+        assert compiled > 0
+        assert failed_page() == first
+        assert failed_page() == first
+        assert compilations() == compiled
+        # fixed: the next session runs the app code with the new source, the next page compiles
+        source.write_text(broken.replace("undefined_children_name", "[]"))
+        open_a_session(server.url.replace("http://", "ws://") + "/ts_broken/ws")
+        with urllib.request.urlopen(server.url + "/ts_broken", timeout=60) as fixed:
+            assert fixed.status == 200
+        assert compilations() > compiled
+        compiled = compilations()
+        with urllib.request.urlopen(server.url + "/ts_broken", timeout=60) as again:
+            assert again.status == 200
+        assert compilations() == compiled
+    assert "SystemExit" not in server.log()
+
+
+def open_a_session(ws_url: str) -> None:
+    """A session of the app (its code runs), as a tab whose websocket connects (in a thread of
+    its own: Playwright's tests leave an event loop running in this one)."""
+
+    async def pull() -> None:
+        token = generate_jwt_token(generate_session_id())
+        async with await BokehSocket.open(ws_url, token) as socket:
+            reply = await socket.request("PULL-DOC-REQ")
+            assert reply.msgtype == "PULL-DOC-REPLY"
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, pull()).result(timeout=60)

@@ -6,7 +6,9 @@ Bokeh compiles those models (with node) when a page's bundle is made; on a compi
 ``bundle_models`` prints the message to standard error and calls ``sys.exit(1)``, which would
 leave the browser a bare 500 and the log a ``SystemExit`` traceback. The views that make
 bundles (the page, ``autoload.js``) turn that exit into a 500 page naming the model, its file
-and the compiler's message.
+and the compiler's message. The failure is remembered per model source (and bokeh version):
+later pages answer the same page at once, without running node again, until the model's
+TypeScript changes (a new session runs the app code with the new source).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import bokeh
 import bokeh.util.compiler
 from bokeh.core.has_props import HasProps
 from bokeh.model import Model
@@ -44,12 +47,23 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 View = Callable[..., Awaitable[Response]]
 
+# what a compile failure is remembered by: bokeh's version, the model's name, its file, its code
+Source = tuple[str, str, str, str]
+
+MAX_FAILURES = 16  # remembered per view: an app's model edited and broken again and again
+
+
+def _source(model: CustomModel) -> Source:
+    impl = model.implementation
+    return (bokeh.__version__, model.name, impl.file or model.file or "", impl.code)
+
 
 @dataclass(frozen=True)
 class CompileFailure:
     model: str  # the model class's name
     file: str  # where its implementation is (Bokeh's name: "<module file>:<Model>.ts" inline)
     message: str  # the compiler's, without terminal colours
+    source: Source | None = None  # what the compiler failed on
 
     def page(self) -> str:
         return (
@@ -87,7 +101,8 @@ def failing_model() -> CompileFailure | None:
             error: Any = compiled["error"]
             text = error.get("text") or error.get("message") if isinstance(error, dict) else error
             message = _ANSI.sub("", str(text)).strip()
-            return CompileFailure(model.name, impl.file or model.file or "", message)
+            file = impl.file or model.file or ""
+            return CompileFailure(model.name, file, message, _source(model))
     return None
 
 
@@ -108,12 +123,18 @@ class _CustomModels:
       node, for seconds). Compiled in a thread, the page's own bundle finds it in Bokeh's
       cache instead of blocking the loop. (An app's first page makes its classes inside the
       view, which calls :func:`compile_custom_models` once they exist.)
+    - **Failures remembered.** Bokeh caches bundles, not failures: each page after a failed
+      one would run node again (on the event loop, in the page's bundle) and again to find the
+      model. A failure is kept by the failing model's source (:data:`Source`) and answered
+      at once while a model of that source is registered.
     """
 
     def __init__(self) -> None:
         self.classes: tuple[type, ...] = ()
         self.pinned: weakref.WeakSet[type] = weakref.WeakSet()
         self.files: dict[str, str] = {}  # qualified model name -> its module's file
+        self.sources: frozenset[Source] = frozenset()  # of the registered custom models
+        self.failures: dict[Source, CompileFailure] = {}
 
     def pin(self) -> bool:
         """Pin the classes added since the last call; whether the model classes changed and
@@ -127,7 +148,35 @@ class _CustomModels:
             if cls not in self.pinned:
                 self.pinned.add(cls)
                 self._pin(cls)
+        self.sources = frozenset(self._sources(custom))
         return bool(custom)
+
+    @staticmethod
+    def _sources(custom: list[type[HasProps]]) -> list[Source]:
+        sources = []
+        for cls in custom:
+            try:
+                sources.append(_source(CustomModel(cls)))
+            except Exception:  # not pinned (its module gone): not remembered either
+                continue
+        return sources
+
+    def known_failure(self) -> CompileFailure | None:
+        """A failure remembered for the source of a registered model, if any."""
+        for source in self.sources:
+            if (failure := self.failures.get(source)) is not None:
+                return failure
+        return None
+
+    async def find_failure(self) -> CompileFailure:
+        """The model that fails (compiled again, in a thread), remembered by its source."""
+        failure = await asyncio.to_thread(failing_model)
+        if failure is None or failure.source is None:
+            return CompileFailure("?", "?", "see the server's log (standard error)")
+        if len(self.failures) >= MAX_FAILURES:
+            del self.failures[next(iter(self.failures))]
+        self.failures[failure.source] = failure
+        return failure
 
     def _pin(self, cls: type[HasProps]) -> None:
         name = cls.__qualified_model__
@@ -153,10 +202,6 @@ class _CustomModels:
         if getattr(cls, "__base_path__", None) is None:
             cls.__base_path__ = base_path  # type: ignore[attr-defined]
 
-    async def compile(self) -> None:
-        if self.pin():
-            await asyncio.to_thread(bokeh.util.compiler.bundle_models, None)
-
 
 async def compile_custom_models() -> None:
     """Compile the custom models, if any, in a thread (for an app's first page, whose classes
@@ -169,22 +214,33 @@ async def compile_custom_models() -> None:
 def compile_failures_as_pages(view: View) -> View:
     """``view``, whose compile failures are a 500 page naming the model (see the module), and
     whose custom models are pinned to their files and compiled off the event loop when it can
-    (see :class:`_CustomModels`)."""
+    (see :class:`_CustomModels`); a failure is answered at once until the model's source
+    changes."""
     custom_models = _CustomModels()
 
     @functools.wraps(view)
     async def wrapper(request: Request, **kwargs: Any) -> Response:
+        changed = custom_models.pin()
+        failure = custom_models.known_failure()
+        if failure is not None:
+            log.error(
+                "cannot compile the TypeScript of model %s (%s), as before: fix it, and a new "
+                "session brings the new source",
+                failure.model,
+                failure.file,
+            )
+            return HTMLResponse(failure.page(), status_code=500)
         try:
-            await custom_models.compile()
+            if changed:
+                await asyncio.to_thread(bokeh.util.compiler.bundle_models, None)
             response = await view(request, **kwargs)
             custom_models.pin()  # the classes the app's first page made, while their module is
             return response
         except SystemExit as exc:
             if not from_compiler(exc):
                 raise
-        failure = await asyncio.to_thread(failing_model)
-        if failure is None:
-            failure = CompileFailure("?", "?", "see the server's log (standard error)")
+        custom_models.pin()  # as above: the first page's classes, to remember the failure by
+        failure = custom_models.known_failure() or await custom_models.find_failure()
         log.error(
             "cannot compile the TypeScript of model %s (%s):\n%s",
             failure.model,

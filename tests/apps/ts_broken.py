@@ -1,4 +1,10 @@
-"""A custom model whose TypeScript does not compile: its page must say which model, where."""
+"""A custom model whose TypeScript does not compile: its page must say which model, where.
+
+``TS_BROKEN_SOURCE`` names a file to read the TypeScript from instead (a test edits it).
+"""
+
+import os
+from pathlib import Path
 
 from bokeh.io import curdoc
 from bokeh.models import LayoutDOM
@@ -19,6 +25,9 @@ export class Broken extends LayoutDOM {
   }
 }
 """
+
+if "TS_BROKEN_SOURCE" in os.environ:
+    IMPLEMENTATION = Path(os.environ["TS_BROKEN_SOURCE"]).read_text()
 
 
 class Broken(LayoutDOM):
