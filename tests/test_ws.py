@@ -10,6 +10,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app_server import protocol
+from app_server.protocol.builders import INLINE_PULLED_BUFFERS
 from tests.servers import RunningServer
 from tests.wsclient import BokehSocket, fetch_token
 
@@ -40,7 +41,12 @@ async def test_the_server_acknowledges_then_sends_the_document(demo_server: Runn
         assert reply.msgtype == protocol.PULL_DOC_REPLY
         doc = reply.content["doc"]
         assert doc["title"] == "app_server demo"
-        assert len(reply.buffers) == reply.header["num_buffers"] > 0, "numpy columns as buffers"
+        if INLINE_PULLED_BUFFERS:  # BokehJS 3.9 drops a re-pulled document's binary buffers
+            assert "num_buffers" not in reply.header and '"type":"ndarray"' in json.dumps(
+                doc, separators=(",", ":")
+            )
+        else:
+            assert len(reply.buffers) == reply.header["num_buffers"] > 0, "numpy columns as buffers"
 
 
 async def test_server_info(demo_server: RunningServer) -> None:

@@ -56,15 +56,24 @@ def server_info_reply(reqid: str) -> Message:
     return make_message(SERVER_INFO_REPLY, {"version_info": version_info}, reqid=reqid)
 
 
-def _doc_message(msgtype: str, document: Document, reqid: str | None = None) -> Message:
-    serialized = document_json(document)
+# BokehJS 3.9 drops a PULL-DOC-REPLY's binary buffers when it pulls a document again after a
+# reconnect (ClientConnection._repull_session_doc calls replace_with_json without them; 3.10
+# passes them), so a reconnected tab whose document holds an array fails to load it and gives
+# up. On bokeh 3.9 the reply carries its arrays in the JSON, base64, as to_json(deferred=False).
+INLINE_PULLED_BUFFERS = tuple(int(part) for part in bokeh_version.split(".")[:2]) < (3, 10)
+
+
+def _doc_message(
+    msgtype: str, document: Document, reqid: str | None = None, *, inline_buffers: bool = False
+) -> Message:
+    serialized = document_json(document, inline_buffers=inline_buffers)
     return make_message(
         msgtype, {"doc": serialized.content}, reqid=reqid, buffers=serialized.buffers or ()
     )
 
 
 def pull_doc_reply(reqid: str, document: Document) -> Message:
-    return _doc_message(PULL_DOC_REPLY, document, reqid)
+    return _doc_message(PULL_DOC_REPLY, document, reqid, inline_buffers=INLINE_PULLED_BUFFERS)
 
 
 def push_doc(document: Document) -> Message:

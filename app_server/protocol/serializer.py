@@ -62,15 +62,18 @@ class Serializer(bokeh_serialization.Serializer):
         return rep
 
 
-def document_json(document: Document) -> serialization.Serialized[Any]:
-    """``document.to_json()`` (bokeh 3.9 and 3.10), through :class:`Serializer`."""
+def document_json(
+    document: Document, *, inline_buffers: bool = False
+) -> serialization.Serialized[Any]:
+    """``document.to_json()`` (bokeh 3.9 and 3.10), through :class:`Serializer`; with
+    ``inline_buffers``, arrays are base64 in the JSON, as ``to_json(deferred=False)``."""
     # Bokeh's is_DataModel(cls), without the import statement it runs for each of ~600 classes
     data_models = [
         cls
         for cls in Model.model_class_reverse_map.values()
         if getattr(cls, "__data_model__", False) and cls is not DataModel
     ]
-    serializer = Serializer()
+    serializer = Serializer(deferred=not inline_buffers)
     defs = serializer.encode(data_models)
     config = serializer.encode(document.config)
     roots = serializer.encode(document.roots)

@@ -6,11 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from bokeh import __version__ as bokeh_version
 from bokeh.core.serialization import Buffer
 from bokeh.document import Document
 from bokeh.models import ColumnDataSource, Div
 
 from app_server import protocol
+
+bokeh_version_info = tuple(int(part) for part in bokeh_version.split(".")[:2])
 
 
 def test_a_message_is_three_compact_json_text_frames() -> None:
@@ -74,7 +77,10 @@ def _document_with_data() -> Document:
 def test_a_pulled_document_round_trips_through_frames_with_binary_buffers() -> None:
     original = _document_with_data()
     frames = protocol.encode(protocol.pull_doc_reply("r1", original))
-    assert any(isinstance(frame, bytes) for frame in frames), "numpy columns travel as binary"
+    binary = any(isinstance(frame, bytes) for frame in frames)
+    # BokehJS 3.9 drops the binary buffers of a document it pulls again after a reconnect: on
+    # bokeh 3.9 a pulled document carries its arrays in the JSON (base64)
+    assert binary == (bokeh_version_info >= (3, 10)), "numpy columns travel as binary on 3.10"
 
     receiver = protocol.Receiver()
     results = [receiver.receive_frame(frame) for frame in frames]
