@@ -14,7 +14,8 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .applications import AppTarget, normalize_routes
-from .security import SecurityHeaders, XSRFProtected
+from .forwarded import ForwardedHeaders
+from .security import BodyLimit, SecurityHeaders, XSRFProtected
 from .server import AppServer, ServerState
 from .settings import Settings, app_settings
 from .views import health, pages
@@ -52,6 +53,8 @@ def create_app(
     app.state.server = server
     app.add_middleware(SecurityHeaders, settings=settings)
     app.add_middleware(_StartOnFirstRequest, server=server)
+    if settings.use_xheaders:
+        app.add_middleware(ForwardedHeaders, trusted=settings.forwarded_allow_ips)
     return app
 
 
@@ -92,10 +95,11 @@ def _routes(server: AppServer) -> list[BaseRoute]:
         (auth.logout_url, auth.logout_handler),
     ):
         if url and handler and url.startswith("/"):
-            auth_route = Route(prefix + url, handler, methods=["GET", "POST"])
+            endpoint: ASGIApp = Route(prefix + url, handler, methods=["GET", "POST"])
             if server.settings.xsrf_cookies:
-                auth_route = Route(prefix + url, XSRFProtected(auth_route))
-            routes.append(auth_route)
+                endpoint = XSRFProtected(endpoint)
+            limit = server.settings.max_body_size
+            routes.append(Route(prefix + url, BodyLimit(endpoint, limit)))
     routes.append(WebSocketRoute("/{path:path}", no_such_app))
     if "/" not in server.contexts and not server.settings.disable_index:
         index = partial(pages.index, server=server)

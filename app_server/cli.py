@@ -444,8 +444,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "log_config": log_config,
         "ws_max_size": settings.websocket_max_message_size,
         "ws_ping_interval": settings.keep_alive / 1000 if settings.keep_alive else None,
-        "proxy_headers": settings.use_xheaders,
-        "forwarded_allow_ips": "*" if settings.use_xheaders else None,
+        # bounded where uvicorn's own are not (app_server.transport)
+        "http": "app_server.transport:HttpProtocol",
+        "ws": "app_server.transport:WebSocketProtocol",
+        "h11_max_incomplete_event_size": settings.max_header_size,
+        # X-Forwarded-* are read by app_server itself (forwarded.py), from trusted proxies only
+        "proxy_headers": False,
         "timeout_graceful_shutdown": 10,
         "ws_per_message_deflate": settings.websocket_compression,
     }

@@ -60,9 +60,13 @@ class Connection:
     """Frames queued by ``send`` are written in order; one message's frames never interleave.
 
     A writer task exists only while there is something to write: an idle connection holds
-    none. A client that falls ``queue_size`` messages behind is dropped at once and released
-    from its session, so a slow or stalled reader cannot grow the server's memory or hold on
-    to its session.
+    none. What a client has not yet taken is bounded twice: in messages (``queue_size``) and in
+    bytes (``queue_bytes``, counting the message being written). A client that would go over
+    either is dropped at once: its queue is released and it leaves its session, so a slow or
+    stalled reader cannot grow the server's memory or hold on to its session. A message that
+    finds nothing pending is always taken, however large. And as in Bokeh's server, the next
+    request is read only once the replies queued before it are written, so a client cannot make
+    the server build replies faster than it takes them.
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class Connection:
         context: AppContext,
         *,
         queue_size: int,
+        queue_bytes: int,
         max_message_size: int,
         metrics: Metrics,
         registry: set[Connection],
@@ -93,6 +98,12 @@ class Connection:
         # empty list is 56 bytes where an empty deque is 760
         self._queue: list[list[protocol.Frame]] = []
         self._queue_size = queue_size
+        self._queue_bytes = queue_bytes
+        self._pending_bytes = 0  # queued, and the message being written
+        self._queued = 0  # messages ever queued, and ever written: the reader waits on these
+        self._written = 0
+        self._drained: asyncio.Future[None] | None = None  # the reader, waiting for _written
+        self._drain_target = 0
         self._writer: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -140,8 +151,9 @@ class Connection:
                 await self._closing
 
     def drop(self, code: int, reason: str) -> None:
-        """End the connection now: release it from its session without waiting for the client
-        (which may never read again); the close frame follows what the transport holds."""
+        """End the connection now: release its queue and its session without waiting for the
+        client, which may never read again. The close frame follows what the transport holds;
+        a transport the client does not drain is aborted (``app_server.transport``)."""
         if self.state is ConnectionState.CLOSED or self._dropped:
             return
         self._dropped = True
@@ -149,7 +161,7 @@ class Connection:
             self.state = ConnectionState.CLOSING
             self.close_code = code
             self._closing = asyncio.get_running_loop().create_task(
-                self._close_socket(code, reason, None)
+                self._close_socket(code, reason, CLOSE_TIMEOUT)
             )
         self._stop_writer()
         if self._task is not None:
@@ -222,7 +234,11 @@ class Connection:
                 )
                 await self.close(result.code, result.reason, drain=VIOLATION_DRAIN)
                 return int(result.code)
+            if self.state is not ConnectionState.OPEN:
+                continue  # closing: requests still in the pipe would be answered to nobody
             await self._dispatch(result)
+            if self._written < self._queued:  # replies still unwritten: read no further
+                await self._wait_written(self._queued)
 
     async def _dispatch(self, message: protocol.Message) -> None:
         """Handle one message; a failure is logged and answered with ERROR, never raised."""
@@ -256,17 +272,22 @@ class Connection:
     def send(self, frames: list[protocol.Frame]) -> None:
         if self.state is not ConnectionState.OPEN:
             return
-        if len(self._queue) >= self._queue_size:
+        size = sum(map(len, frames))
+        pending = self._pending_bytes
+        if len(self._queue) >= self._queue_size or (pending and pending + size > self._queue_bytes):
             self.metrics.slow_clients_dropped += 1
             log.warning(
-                "session %s: client is %d messages behind; disconnecting it",
+                "session %s: client is %d messages (%d bytes) behind; disconnecting it",
                 self.session.id,
-                self._queue_size,
+                len(self._queue),
+                pending,
                 extra=self.session.log_extra,
             )
             self.drop(CloseCode.POLICY_VIOLATION, "client too slow to read its messages")
             return
         self._queue.append(frames)
+        self._pending_bytes = pending + size
+        self._queued += 1
         if self._writer is None or self._writer.done():
             writer = _start_eagerly(self._write())
             self._writer = None if writer.done() else writer  # idle: keep no task
@@ -276,26 +297,51 @@ class Connection:
         send, metrics, queue = self.websocket.send, self.metrics, self._queue
         try:
             while queue:
-                frames = queue.pop(0)
+                frames = queue[0]
                 for frame in frames:
                     if isinstance(frame, str):
                         await send({"type": "websocket.send", "text": frame})
                     else:
                         await send({"type": "websocket.send", "bytes": frame})
                     metrics.bytes_out += len(frame)
+                    self._pending_bytes -= len(frame)
+                del queue[0]
                 metrics.messages_out += 1
+                self._written += 1
+                if self._written >= self._drain_target:
+                    self._wake_reader()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the peer went away mid-write
             log.debug("session %s: writer stopped: %r", self.session.id, exc)
             if self.state is ConnectionState.OPEN:
                 self.state = ConnectionState.CLOSING
+            self._discard_queue()  # the reader goes on, to read the disconnect that follows
+
+    async def _wait_written(self, count: int) -> None:
+        """Wait until ``count`` messages are written (or the connection ends)."""
+        self._drain_target = count
+        self._drained = asyncio.get_running_loop().create_future()
+        await self._drained
 
     def _stop_writer(self) -> None:
+        """Stop writing and release what is queued, at once."""
         if self._writer is not None:
             self._writer.cancel()
             self._writer = None
+        self._discard_queue()
+
+    def _discard_queue(self) -> None:
         self._queue.clear()
+        self._pending_bytes = 0
+        self._queued = self._written  # what was cleared will never be written
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        if self._drained is not None:
+            if not self._drained.done():
+                self._drained.set_result(None)
+            self._drained = None
 
     async def _close_socket(self, code: int, reason: str, timeout: float | None) -> None:
         try:

@@ -1,4 +1,5 @@
-"""Response headers that harden every page, and the XSRF check for login/logout POSTs."""
+"""Response headers that harden every page, and the checks on login/logout requests: the
+XSRF check and the cap on the bodies app_server reads."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .settings import Settings
 
-__all__ = ["STRICT_CSP", "XSRF_COOKIE", "SecurityHeaders", "XSRFProtected", "page_policy"]
+__all__ = [
+    "STRICT_CSP",
+    "XSRF_COOKIE",
+    "BodyLimit",
+    "SecurityHeaders",
+    "XSRFProtected",
+    "page_policy",
+]
 
 XSRF_COOKIE = "_xsrf"
 
@@ -83,12 +91,15 @@ class XSRFProtected:
             expected = request.cookies.get(XSRF_COOKIE)
             given = request.headers.get("x-xsrftoken") or request.headers.get("x-csrftoken")
             content_type = request.headers.get("content-type", "")
-            if given is None and content_type.startswith("application/x-www-form-urlencoded"):
+            form = content_type.startswith("application/x-www-form-urlencoded")
+            if expected and given is None and form:  # only then is the body worth reading
                 body = await request.body()
                 given = parse_qs(body.decode("latin-1")).get(XSRF_COOKIE, [None])[0]
                 receive = _replay(body)
             if not expected or not given or not secrets.compare_digest(expected, given):
-                response = PlainTextResponse("XSRF cookie and argument missing or not equal", 403)
+                text = "XSRF cookie and argument missing or not equal"
+                # close: the body the client may still be sending is not read
+                response = PlainTextResponse(text, 403, headers={"connection": "close"})
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -105,3 +116,52 @@ def _replay(body: bytes) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return receive
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuse a request body over ``limit`` bytes with 413 before it is held: at once when its
+    Content-Length says so, else as soon as the bytes received pass the limit."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _TooLarge
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, watched_send)
+        except _TooLarge:
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        text = f"the request body is over {self.limit} bytes (--max-body-size)"
+        response = PlainTextResponse(text, 413, headers={"connection": "close"})
+        await response(scope, receive, send)

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from bokeh.util.paths import bokehjs_path
 from jinja2 import Environment, PackageLoader, select_autoescape
-from starlette.requests import HTTPConnection
 
 from ._bokeh.curdoc import use_thread_local_curdoc
 from .auth import AuthProvider, load_auth_module
@@ -87,12 +86,6 @@ class AppServer:
     def started(self) -> bool:
         """Serving: started, and not yet shutting down (what /readyz reports)."""
         return self.state is ServerState.STARTED and not self.draining
-
-    def public_host(self, conn: HTTPConnection) -> str | None:
-        """The host the client addressed (X-Forwarded-Host with --use-xheaders)."""
-        if self.settings.use_xheaders and "x-forwarded-host" in conn.headers:
-            return conn.headers["x-forwarded-host"].split(",")[0].strip()
-        return conn.headers.get("host")
 
     def render_metrics(self) -> str:
         open_sessions = {name: len(c.sessions) for name, c in self.contexts.items()}

@@ -119,6 +119,12 @@ class Settings(BaseSettings):
         description="trust X-Forwarded-* headers for the client's scheme and address and the "
         "public host websocket origins are checked against (only behind a reverse proxy)",
     )
+    forwarded_allow_ips: Annotated[_StrList, Option(metavar="IPS")] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        validation_alias=_env("forwarded_allow_ips", "FORWARDED_ALLOW_IPS"),
+        description="with --use-xheaders, the proxies (addresses or networks, comma separated; "
+        "* for any) whose X-Forwarded-* headers are believed; a unix socket's peers always are",
+    )
     disable_index: bool = Field(False, description="no index page of the apps at /")
     disable_index_redirect: bool = Field(
         False, description="list a single app at / instead of redirecting to it"
@@ -160,6 +166,18 @@ class Settings(BaseSettings):
     )
     outbound_queue_size: Annotated[int, Option(metavar="MESSAGES")] = Field(
         1024, gt=0, description="messages a client may lag behind before it is disconnected"
+    )
+    outbound_queue_bytes: Annotated[int, Option(metavar="BYTES")] = Field(
+        16 * 1024 * 1024,
+        gt=0,
+        description="bytes a client may lag behind before it is disconnected (one message "
+        "is always taken when nothing is pending, however large)",
+    )
+    max_body_size: Annotated[int, Option(metavar="BYTES")] = Field(
+        1024 * 1024,
+        gt=0,
+        description="largest request body app_server reads (login and logout forms); larger "
+        "ones are refused with 413 before they are held",
     )
     num_threads: Annotated[int, Option(metavar="N")] = Field(
         4, gt=0, description="threads of the executor for unlocked callbacks"
@@ -222,6 +240,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "allow_websocket_origin",
+        "forwarded_allow_ips",
         "include_headers",
         "exclude_headers",
         "include_cookies",
@@ -293,6 +312,19 @@ class ServeSettings(Settings):
         "text",
         description="text: plain lines; json: JSON lines with app and session_id fields; or a "
         "logging format string, as bokeh serve takes ('%(asctime)s %(message)s')",
+    )
+    max_header_size: Annotated[
+        int,
+        Option(
+            metavar="BYTES",
+            instead="run uvicorn with --http app_server.transport:HttpProtocol "
+            "--h11-max-incomplete-event-size BYTES (see README)",
+        ),
+    ] = Field(
+        64 * 1024,
+        ge=1024,
+        description="largest request line and headers; larger ones are refused with 431 as "
+        "they arrive (Tornado's limit)",
     )
     num_procs: Annotated[
         int, Option(metavar="N", instead="start workers with your server (uvicorn --workers)")

@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection, Request
 from ..admission import Admit, Facts, Refusal, Refuse, decide
 from ..auth import unauthenticated
 from ..contexts import SessionCreationError
+from ..forwarded import public_host
 from ..requests import SessionRequest, request_payload
 from ..tokens import Token, new_session_id, new_token, read_session_id, read_token
 
@@ -75,7 +76,7 @@ async def admit(
         creates=creates,
         websocket=websocket,
         origin=conn.headers.get("origin") if websocket else None,
-        host=server.public_host(conn),
+        host=public_host(conn),
         problem=problem,
         app=context.name,
         client=client,
@@ -86,17 +87,26 @@ async def admit(
 def refused(server: AppServer, request: Request, refusal: Refuse) -> HTTPException:
     """The HTTP answer to a refused page request: a login redirect, or the status and reason."""
     if refusal.kind is Refusal.LOGIN_REQUIRED:
-        response = unauthenticated(server.auth, request, server.settings.prefix)
-        return HTTPException(response.status_code, headers=dict(response.headers))
+        return _to_login(server, request)
     return HTTPException(refusal.status, refusal.reason)
+
+
+def _to_login(server: AppServer, request: Request) -> HTTPException:
+    """The login redirect as an exception, without the redirect's own ``content-length: 0``,
+    which would then contradict the body Starlette writes for the exception."""
+    response = unauthenticated(server.auth, request, server.settings.prefix)
+    headers = {k: v for k, v in response.headers.items() if k not in _BODY_HEADERS}
+    return HTTPException(response.status_code, bytes(response.body).decode() or None, headers)
+
+
+_BODY_HEADERS = ("content-length", "content-type")
 
 
 async def authenticated_user(server: AppServer, request: Request) -> str | None:
     """The user of a request that opens no session (metadata); anonymous ones go to log in."""
     user = await server.auth.user(request)
     if user is None and server.auth.enabled:
-        response = unauthenticated(server.auth, request, server.settings.prefix)
-        raise HTTPException(response.status_code, headers=dict(response.headers))
+        raise _to_login(server, request)
     return user
 
 

@@ -68,6 +68,7 @@ async def websocket_endpoint(
         session,
         context,
         queue_size=settings.outbound_queue_size,
+        queue_bytes=settings.outbound_queue_bytes,
         max_message_size=settings.websocket_max_message_size,
         metrics=server.metrics,
         registry=server.connections,

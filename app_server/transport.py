@@ -1,0 +1,112 @@
+"""The uvicorn protocol classes ``app-server serve`` runs, each bounded where uvicorn's are not.
+
+- :class:`HttpProtocol` refuses a request whose line and headers exceed a limit with 431 as
+  they arrive, as Tornado does at 64 KB. uvicorn's httptools protocol has no such limit and
+  re-joins a long header chunk by chunk: one 96 MB header held the event loop for seconds.
+- :class:`WebSocketProtocol` closes without waiting for a peer that never reads. uvicorn's
+  close (and its keep-alive timeout) waits for the transport's buffer to drain, which a peer
+  that stopped reading never lets happen, so what the buffer holds would be held until the TCP
+  connection dies. Here the close frame goes at once and the transport is aborted when the
+  peer has not answered it within ``close_timeout``.
+
+A host running app_server under its own uvicorn gets both with
+``--http app_server.transport:HttpProtocol --ws app_server.transport:WebSocketProtocol``;
+``--h11-max-incomplete-event-size`` sets the header limit (64 KiB when unset).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets import http11
+
+__all__ = ["DEFAULT_MAX_HEADER_SIZE", "HttpProtocol", "WebSocketProtocol"]
+
+log = logging.getLogger("app_server.transport")
+
+DEFAULT_MAX_HEADER_SIZE = 64 * 1024  # Tornado's (so Bokeh's) limit
+WEBSOCKET_CLOSE_TIMEOUT = 5.0  # seconds a peer has to answer our close frame (Tornado's)
+
+# websockets reads WEBSOCKETS_MAX_LINE_LENGTH (8 KiB) once, at import: a cookie or token header
+# longer than that could not open a websocket, where Bokeh takes up to 64 KB. The request's
+# whole head is bounded by HttpProtocol before websockets parses it.
+if "WEBSOCKETS_MAX_LINE_LENGTH" not in os.environ:
+    http11.MAX_LINE_LENGTH = max(http11.MAX_LINE_LENGTH, DEFAULT_MAX_HEADER_SIZE)
+
+_HEAD_END = b"\r\n\r\n"
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """httptools' protocol, refusing a request head over the limit before it is parsed whole."""
+
+    def __init__(self, config: Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.max_head = config.h11_max_incomplete_event_size or DEFAULT_MAX_HEADER_SIZE
+        self._in_head = True  # between requests, bytes belong to the next request's head
+        self._head_bytes = 0
+        self._tail = b""  # the end of the last chunk, where a split "\r\n\r\n" may begin
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head, self._head_bytes, self._tail = True, 0, b""
+        super().on_message_complete()
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            if self._head_bytes + len(data) > self.max_head and not self._head_ends_in(data):
+                self._refuse_head()
+                return
+            self._head_bytes += len(data)
+            self._tail = data[-3:]
+        super().data_received(data)
+
+    def _head_ends_in(self, data: bytes) -> bool:
+        """Whether the head ends within the limit, somewhere in ``data``."""
+        end = (self._tail + data).find(_HEAD_END)
+        return end >= 0 and self._head_bytes - len(self._tail) + end + 4 <= self.max_head
+
+    def _refuse_head(self) -> None:
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        log.warning(
+            "%s: request line and headers over %d bytes; answered 431", client, self.max_head
+        )
+        body = f"Request line and headers are over {self.max_head} bytes.\n".encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + body
+        )
+        self._in_head = False  # nothing more is read: the connection is closing
+        self.transport.close()
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, whose close cannot hang on a peer that never reads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.close_timeout = WEBSOCKET_CLOSE_TIMEOUT
+
+    async def send(self, message: Any) -> None:
+        closing = message["type"] == "websocket.close" and self.handshake_complete
+        if closing and not self.close_sent and self.initial_response is None:
+            # the close frame goes behind what the transport holds, without waiting for the
+            # peer to read it; if the peer never does, the close timer below aborts
+            self.writable.set()
+        await super().send(message)
+        if closing and self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()
+        self.transport.abort()  # close() would wait for the unread buffer to drain
