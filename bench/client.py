@@ -50,11 +50,14 @@ class BenchSession:
         self.ws = ws
 
     @classmethod
-    async def open(cls, base_url: str, app: str, *, deflate: bool = True) -> BenchSession:
-        """GET the page, open the websocket with the page's token and wait for ACK."""
+    async def open(
+        cls, base_url: str, app: str, *, deflate: bool = True, query: str = ""
+    ) -> BenchSession:
+        """GET the page (with ``query``, which the session's request arguments carry), open
+        the websocket with the page's token and wait for ACK."""
         parts = urlsplit(base_url)
         host, port = parts.hostname or "127.0.0.1", parts.port or 80
-        page = await http_get(host, port, f"/{app}")
+        page = await http_get(host, port, f"/{app}" + (f"?{query}" if query else ""))
         match = TOKEN.search(page)
         if match is None:
             raise RuntimeError(f"no session token in the page of /{app}")

@@ -58,9 +58,19 @@ ROWS: list[tuple[str, str, str, int, str]] = [
     ("fan-out", "p99 inter-arrival (ms)", "fanout.p99_interarrival_ms", 0, ""),
     ("fan-out", "server CPU per message (ms)", "fanout.cpu_per_message_ms", 3, "<= 0.5"),
     ("fan-out", "largest K holding 20 updates/s", "fanout.largest_k", 0, ">= 2 (bokeh)"),
+    ("scale", "sessions held (of those opened)", "scale.held", 0, ""),
+    ("scale", "time to open all (s)", "scale.open_all_s", 1, ""),
+    ("scale", "server CPU per session opened (ms)", "scale.cpu_per_session_ms", 1, ""),
+    ("scale", "RSS per session (KB)", "scale.rss_per_session_kb", 0, ""),
+    ("scale", "streamed sessions: delivered / ideal (%)", "scale.delivered_pct", 1, ">= 98%"),
+    ("scale", "streamed: server CPU per message (ms)", "scale.cpu_per_message_ms", 3, ""),
+    ("scale", "server CPU while streaming (cores)", "scale.server_cores", 2, ""),
+    ("scale", "event-loop lag p50 (ms)", "scale.lag_p50_ms", 1, ""),
+    ("scale", "event-loop lag p99 (ms)", "scale.lag_p99_ms", 1, "< 50 ms"),
     ("load generator", "client CPU, session creation (cores)", "creation.client_busy", 2, ""),
     ("load generator", "client CPU, round trip (cores)", "roundtrip.client_busy", 2, ""),
     ("load generator", "client CPU, fan-out (cores)", "fanout.client_busy", 2, ""),
+    ("load generator", "client CPU, scale (cores)", "scale.client_busy", 2, ""),
 ]
 
 # Shares and near-zero figures: a ratio means nothing there; the target is absolute.
@@ -72,6 +82,10 @@ NO_RATIO = {
     "creation.client_busy",
     "roundtrip.client_busy",
     "fanout.client_busy",
+    "scale.held",
+    "scale.delivered_pct",
+    "scale.server_cores",
+    "scale.client_busy",
 }
 
 FLOOR_ROWS = [
@@ -110,7 +124,8 @@ def _plan_line(plan: dict[str, Any]) -> str:
         f"fan-out K={plan['fo_sessions']} for {plan['fo_duration']}s, "
         f"sweep {list(plan['sweep'])}; idle {plan['k_small']} small + {plan['k_heavy']} heavy "
         f"sessions, {plan['waves']} waves; {plan['rounds']} CPU rounds, "
-        f"{plan['mem_rounds']} memory round(s); permessage-deflate "
+        f"{plan['mem_rounds']} memory round(s); scale {plan.get('scale_sessions', '-')} "
+        f"sessions (a tenth streaming) for {plan.get('scale_duration', '-')}s; permessage-deflate "
         f"{'offered' if plan['deflate'] else 'not offered'}"
     )
 

@@ -32,7 +32,7 @@ from .servers import (
 
 __all__ = ["Plan", "main", "run_bench"]
 
-WORKLOADS = ("creation", "memory", "roundtrip", "fanout")
+WORKLOADS = ("creation", "memory", "roundtrip", "fanout", "scale")
 
 
 @dataclass
@@ -54,6 +54,8 @@ class Plan:
     k_small: int = 8
     k_heavy: int = 4
     waves: int = 8
+    scale_sessions: int = 2000  # scale: concurrent sessions, a tenth of them streaming
+    scale_duration: float = 30.0
     cpu_reaping: workloads.Reaping = field(default_factory=lambda: workloads.Reaping(200, 600))
     mem_reaping: workloads.Reaping = field(default_factory=lambda: workloads.Reaping(100, 300))
     deflate: bool = True
@@ -74,6 +76,8 @@ class Plan:
             k_small=4,
             k_heavy=2,
             waves=2,
+            scale_sessions=60,
+            scale_duration=3.0,
             cpu_reaping=workloads.Reaping(100, 500),
             quick=True,
         )
@@ -220,12 +224,13 @@ def run_bench(
         "labels": {k.key: k.label for k in kinds},
         "rounds": {k.key: [] for k in kinds},
         "memory": {k.key: [] for k in kinds},
+        "scale": {k.key: [] for k in kinds},
     }
     if plan.floor:
         _log("cost floor (in-process, no server) ...")
         result["floor"] = run_floor(plan.quick)
 
-    cpu_selected = [w for w in selected if w != "memory"]
+    cpu_selected = [w for w in selected if w not in ("memory", "scale")]
     if cpu_selected:
         reaping = plan.cpu_reaping
         _log(f"starting {', '.join(k.label for k in kinds)} ...")
@@ -265,6 +270,19 @@ def run_bench(
                     f"{time.monotonic() - t0:.1f}s {_brief({'memory': figures})}"
                 )
 
+    if "scale" in selected:
+        # One server at a time, each fresh: thousands of sessions, and the CPU is the figure.
+        for kind in kinds:
+            t0 = time.monotonic()
+            with run_servers([kind], check_ms=1000, lifetime_ms=5000) as (server,):
+                figures = asyncio.run(
+                    workloads.scale(
+                        server, plan.scale_sessions, plan.scale_duration, deflate=plan.deflate
+                    )
+                )
+            result["scale"][kind.key].append(figures)
+            _log(f"scale {kind.label}: {time.monotonic() - t0:.1f}s {_brief({'scale': figures})}")
+
     result["medians"] = {k.key: medians(result, k.key) for k in kinds}
     result["machine"]["loadavg_end"] = os.getloadavg()[0]
     result["elapsed_s"] = time.monotonic() - started
@@ -286,6 +304,7 @@ def medians(result: dict[str, Any], key: str) -> dict[str, float]:
     """The median of every figure over the rounds that have it, as ``workload.figure``."""
     samples: dict[str, list[float]] = {}
     rows = list(result["rounds"][key]) + [{"memory": m} for m in result["memory"][key]]
+    rows += [{"scale": m} for m in result.get("scale", {}).get(key, [])]
     for row in rows:
         for workload, values in row.items():
             if not isinstance(values, dict):

@@ -43,7 +43,7 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS_DIR = Path(__file__).resolve().parent / "apps"
-APPS = [APPS_DIR / "small.py", APPS_DIR / "heavy.py", APPS_DIR / "stream.py"]
+APPS = [APPS_DIR / name for name in ("small.py", "heavy.py", "stream.py", "scale.py")]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -9,6 +9,7 @@ sessions); memory is VmRSS from /proc/<pid>/status. The client's own CPU is repo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import time
@@ -28,6 +29,7 @@ __all__ = [
     "memory_waves",
     "percentile",
     "round_trip",
+    "scale",
     "session_creation",
 ]
 
@@ -347,6 +349,97 @@ async def fan_out(
         for reader in readers:
             reader.task.cancel()
         await close_all([r.session for r in readers], server)
+
+
+# -- scale ----------------------------------------------------------------------------------
+
+
+async def _probe_lag(session: BenchSession, lags: list[float], stop: asyncio.Event) -> None:
+    """SERVER-INFO-REQ round trips every 100 ms: the event loop's lag as a client sees it."""
+    while not stop.is_set():
+        started = time.perf_counter()
+        await session.request(protocol.SERVER_INFO_REQ)
+        lags.append(time.perf_counter() - started)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.1)
+
+
+async def scale(
+    server: RunningServer,
+    sessions: int,
+    duration: float,
+    *,
+    streamed_every: int = 10,
+    concurrency: int = 16,
+    deflate: bool = True,
+) -> dict[str, float]:
+    """``sessions`` concurrent sessions of the scale app, every ``streamed_every``-th one
+    streaming at 20 updates/s: the time to open them all (``concurrency`` at a time, each past
+    PULL-DOC), RSS per session, then for ``duration`` s the delivered rate of the streamed
+    ones, the event loop's lag (a SERVER-INFO-REQ round trip every 100 ms on one more session)
+    and the server's CPU."""
+    rss0 = server.rss_bytes() / 1024
+    cpu0 = server.cpu_seconds()
+    client = _ClientCpu()
+    opened: list[BenchSession] = []
+    readers: list[_StreamReader] = []
+    failures = 0
+    remaining = iter(range(sessions))
+
+    async def worker() -> None:
+        nonlocal failures
+        for n in remaining:
+            streamed = n % streamed_every == 0
+            try:
+                session = await BenchSession.open(
+                    server.base_url, "scale", deflate=deflate, query="stream=1" if streamed else ""
+                )
+                await session.pull()
+            except Exception:
+                failures += 1
+                continue
+            opened.append(session)
+            if streamed:
+                readers.append(_StreamReader(session))
+
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        open_s = time.perf_counter() - started
+        open_cpu = server.cpu_seconds() - cpu0
+        await asyncio.sleep(1.0)
+        rss1 = server.rss_bytes() / 1024
+        probe = await BenchSession.open(server.base_url, "scale", deflate=deflate)
+        lags: list[float] = []
+        stop = asyncio.Event()
+        prober = asyncio.get_running_loop().create_task(_probe_lag(probe, lags, stop))
+        window_cpu, window_wall = server.cpu_seconds(), time.perf_counter()
+        level = await _measure_level(server, readers, duration)
+        cores = (server.cpu_seconds() - window_cpu) / (time.perf_counter() - window_wall)
+        stop.set()
+        await prober
+        await probe.close()
+        held = sum(1 for session in opened if session.ws.state.name == "OPEN")
+        return {
+            "sessions": float(sessions),
+            "held": float(held),
+            "failed_opens": float(failures),
+            "open_all_s": open_s,
+            "sessions_per_s": len(opened) / open_s,
+            "cpu_per_session_ms": open_cpu / max(len(opened), 1) * 1000,
+            "rss_per_session_kb": (rss1 - rss0) / max(len(opened), 1),
+            "streamed": float(len(readers)),
+            "delivered_pct": level.delivered_ratio * 100,
+            "cpu_per_message_ms": level.cpu_per_message_ms,
+            "server_cores": cores,
+            "lag_p50_ms": percentile(lags, 50) * 1000,
+            "lag_p99_ms": percentile(lags, 99) * 1000,
+            "client_busy": client.busy(),
+        }
+    finally:
+        for reader in readers:
+            reader.task.cancel()
+        await close_all(opened, server)
 
 
 # -- memory ---------------------------------------------------------------------------------
