@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import protocol
 from .protocol import CloseCode, ProtocolViolation, Receiver, close_reason
+from .transport import FRAMES
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
@@ -105,6 +106,7 @@ class Connection:
         self._drained: asyncio.Future[None] | None = None  # the reader, waiting for _written
         self._drain_target = 0
         self._writer: asyncio.Task[None] | None = None
+        self._batches = FRAMES in websocket.scope.get("extensions", {})
 
     def __repr__(self) -> str:
         return f"<Connection session={self.session.id} {self.state.value}>"
@@ -295,16 +297,21 @@ class Connection:
     async def _write(self) -> None:
         """Write what is queued, then end (``send`` starts another writer when needed)."""
         send, metrics, queue = self.websocket.send, self.metrics, self._queue
+        batches = self._batches
         try:
             while queue:
                 frames = queue[0]
-                for frame in frames:
-                    if isinstance(frame, str):
-                        await send({"type": "websocket.send", "text": frame})
-                    else:
-                        await send({"type": "websocket.send", "bytes": frame})
-                    metrics.bytes_out += len(frame)
-                    self._pending_bytes -= len(frame)
+                size = sum(map(len, frames))
+                if batches:  # app_server's transport: the message in one write
+                    await send({"type": "websocket.send", FRAMES: frames})
+                else:
+                    for frame in frames:
+                        if isinstance(frame, str):
+                            await send({"type": "websocket.send", "text": frame})
+                        else:
+                            await send({"type": "websocket.send", "bytes": frame})
+                metrics.bytes_out += size
+                self._pending_bytes -= size
                 del queue[0]
                 metrics.messages_out += 1
                 self._written += 1

@@ -3,7 +3,11 @@
 - :class:`HttpProtocol` refuses a request whose line and headers exceed a limit with 431 as
   they arrive, as Tornado does at 64 KB. uvicorn's httptools protocol has no such limit and
   re-joins a long header chunk by chunk: one 96 MB header held the event loop for seconds.
-- :class:`WebSocketProtocol` closes without waiting for a peer that never reads. uvicorn's
+- :class:`WebSocketProtocol` writes a Bokeh message's frames (header, metadata, content,
+  buffers) with one system call where uvicorn makes one per frame: a ``websocket.send`` whose
+  ``FRAMES`` key holds them all, which the app may send when the scope's extensions name
+  ``FRAMES``. On loopback and under fan-out the calls were most of a pushed message's cost.
+- :class:`WebSocketProtocol` also closes without waiting for a peer that never reads. uvicorn's
   close (and its keep-alive timeout) waits for the transport's buffer to drain, which a peer
   that stopped reading never lets happen, so what the buffer holds would be held until the TCP
   connection dies. Here the close frame goes at once and the transport is aborted when the
@@ -22,21 +26,19 @@ from typing import Any
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets import http11
+from websockets.exceptions import InvalidState
+from websockets.http11 import Request
 
-__all__ = ["DEFAULT_MAX_HEADER_SIZE", "HttpProtocol", "WebSocketProtocol"]
+__all__ = ["DEFAULT_MAX_HEADER_SIZE", "FRAMES", "HttpProtocol", "WebSocketProtocol"]
 
 log = logging.getLogger("app_server.transport")
 
 DEFAULT_MAX_HEADER_SIZE = 64 * 1024  # Tornado's (so Bokeh's) limit
 WEBSOCKET_CLOSE_TIMEOUT = 5.0  # seconds a peer has to answer our close frame (Tornado's)
-
-# websockets reads WEBSOCKETS_MAX_LINE_LENGTH (8 KiB) once, at import: a cookie or token header
-# longer than that could not open a websocket, where Bokeh takes up to 64 KB. The request's
-# whole head is bounded by HttpProtocol before websockets parses it.
-if "WEBSOCKETS_MAX_LINE_LENGTH" not in os.environ:
-    http11.MAX_LINE_LENGTH = max(http11.MAX_LINE_LENGTH, DEFAULT_MAX_HEADER_SIZE)
+FRAMES = "app_server.frames"  # the scope extension, and the send key, of a batch of frames
 
 _HEAD_END = b"\r\n\r\n"
 
@@ -95,8 +97,22 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.close_timeout = WEBSOCKET_CLOSE_TIMEOUT
+        # websockets reads WEBSOCKETS_MAX_LINE_LENGTH (8 KiB) once, at import: a cookie or
+        # token header longer than that could not open a websocket, where Bokeh takes up to
+        # 64 KB. The request's whole head is bounded by HttpProtocol before this parses it.
+        if "WEBSOCKETS_MAX_LINE_LENGTH" not in os.environ:
+            http11.MAX_LINE_LENGTH = max(http11.MAX_LINE_LENGTH, DEFAULT_MAX_HEADER_SIZE)
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if self.response.status_code == 101:  # the app has not run yet: it will see this
+            self.scope["extensions"][FRAMES] = {}
 
     async def send(self, message: Any) -> None:
+        frames = message.get(FRAMES)
+        if frames is not None and message["type"] == "websocket.send":
+            await self._send_frames(frames)
+            return
         closing = message["type"] == "websocket.close" and self.handshake_complete
         if closing and not self.close_sent and self.initial_response is None:
             # the close frame goes behind what the transport holds, without waiting for the
@@ -106,6 +122,22 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if closing and self.close_timer is not None:
             self.close_timer.cancel()
             self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    async def _send_frames(self, frames: list[str | bytes]) -> None:
+        await self.writable.wait()
+        if self.disconnected:
+            raise ClientDisconnected()
+        if self.close_sent or not self.handshake_complete or self.initial_response is not None:
+            raise RuntimeError("frames sent outside an accepted, open websocket")
+        try:
+            for frame in frames:
+                if isinstance(frame, str):
+                    self.conn.send_text(frame.encode())
+                else:
+                    self.conn.send_binary(frame)
+        except InvalidState:
+            raise ClientDisconnected() from None
+        self.transport.write(b"".join(self.conn.data_to_send()))
 
     def keepalive_timeout(self) -> None:
         super().keepalive_timeout()

@@ -1,0 +1,139 @@
+"""app_server's uvicorn protocol classes, driven through a recording transport (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from app_server.transport import FRAMES, HttpProtocol, WebSocketProtocol
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = self.aborted = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 5006)}.get(name)
+
+    def is_closing(self) -> bool:
+        return self.closed or self.aborted
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def handshake(path: str = "/ws", extra: str = "") -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    ).encode()
+
+
+def websocket_protocol(app: Any) -> tuple[WebSocketProtocol, RecordingTransport]:
+    config = Config(app=app, ws_ping_interval=None, log_level="warning")
+    config.load()
+    protocol = WebSocketProtocol(config=config, server_state=ServerState(), app_state={})
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+async def test_a_message_s_frames_go_out_in_one_write() -> None:
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen["extensions"] = scope["extensions"]
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", FRAMES: ['{"msgtype":"ACK"}', "{}", "{}"]})
+        await asyncio.sleep(1)
+
+    protocol, transport = websocket_protocol(app)
+    protocol.data_received(handshake())
+    await asyncio.sleep(0.05)
+    assert FRAMES in seen["extensions"]
+    handshake_reply, message = transport.writes
+    assert handshake_reply.startswith(b"HTTP/1.1 101")
+    assert message == b"\x81\x11" + b'{"msgtype":"ACK"}' + b"\x81\x02{}" + b"\x81\x02{}", (
+        "three unmasked text frames in one write"
+    )
+
+
+async def test_a_close_the_peer_never_answers_aborts_the_transport() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        protocol.pause_writing()  # the peer stopped reading: the buffer is full
+        await send({"type": "websocket.close", "code": 1008})
+
+    protocol, transport = websocket_protocol(app)
+    protocol.close_timeout = 0.1
+    protocol.data_received(handshake())
+    await asyncio.sleep(0.3)
+    assert transport.writes[-1].startswith(b"\x88"), "the close frame went without waiting"
+    assert transport.aborted, "the unanswered close aborted the transport"
+
+
+def test_a_request_head_over_the_limit_gets_431_before_it_is_parsed() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("no request may reach the app")
+
+    config = Config(app=app, h11_max_incomplete_event_size=1024, log_level="warning")
+    config.load()
+    loop = asyncio.new_event_loop()
+    try:
+        protocol = HttpProtocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+        transport = RecordingTransport()
+        protocol.connection_made(transport)
+        protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 600)
+        assert not transport.writes
+        protocol.data_received(b"y" * 600)
+        assert transport.writes[0].startswith(b"HTTP/1.1 431 ")
+        assert transport.closed
+    finally:
+        loop.close()
+
+
+def test_a_request_head_that_ends_within_the_limit_is_served() -> None:
+    requests: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        requests.append(scope["path"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    config = Config(app=app, h11_max_incomplete_event_size=1024, log_level="warning")
+    config.load()
+    loop = asyncio.new_event_loop()
+    try:
+        protocol = HttpProtocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+        transport = RecordingTransport()
+        protocol.connection_made(transport)
+        head = b"GET /a HTTP/1.1\r\nHost: x\r\nX-Fill: " + b"y" * 900 + b"\r\n\r\n"
+        protocol.data_received(head[:500])
+        protocol.data_received(head[500:] + b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert requests == ["/a", "/b"]
+        assert not any(w.startswith(b"HTTP/1.1 431") for w in transport.writes)
+    finally:
+        loop.close()
