@@ -16,8 +16,8 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from . import protocol
+from .extensions import FRAMES
 from .protocol import CloseCode, ProtocolViolation, Receiver, close_reason
-from .transport import FRAMES
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket

@@ -32,13 +32,14 @@ from websockets import http11
 from websockets.exceptions import InvalidState
 from websockets.http11 import Request
 
-__all__ = ["DEFAULT_MAX_HEADER_SIZE", "FRAMES", "HttpProtocol", "WebSocketProtocol"]
+from .extensions import FRAMES
+
+__all__ = ["DEFAULT_MAX_HEADER_SIZE", "HttpProtocol", "WebSocketProtocol"]
 
 log = logging.getLogger("app_server.transport")
 
 DEFAULT_MAX_HEADER_SIZE = 64 * 1024  # Tornado's (so Bokeh's) limit
 WEBSOCKET_CLOSE_TIMEOUT = 5.0  # seconds a peer has to answer our close frame (Tornado's)
-FRAMES = "app_server.frames"  # the scope extension, and the send key, of a batch of frames
 
 _HEAD_END = b"\r\n\r\n"
 

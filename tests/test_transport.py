@@ -10,7 +10,8 @@ from typing import Any
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from app_server.transport import FRAMES, HttpProtocol, WebSocketProtocol
+from app_server.extensions import FRAMES
+from app_server.transport import HttpProtocol, WebSocketProtocol
 
 
 class RecordingTransport(asyncio.Transport):

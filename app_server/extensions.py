@@ -1,0 +1,10 @@
+"""The ASGI extensions that app_server's own transport (:mod:`app_server.transport`) offers.
+
+The app uses one only when the scope's ``extensions`` names it, so under any other server it
+speaks plain ASGI. This module imports nothing: the app does not load uvicorn for its names.
+"""
+
+__all__ = ["FRAMES"]
+
+# a "websocket.send" whose FRAMES key holds all of one message's frames, written at once
+FRAMES = "app_server.frames"
