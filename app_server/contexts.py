@@ -8,6 +8,7 @@ knows its request, token payload and document lock.
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import logging
 import time
@@ -242,6 +243,7 @@ class AppContext:
         self._on_discarded = on_discarded  # the server's memory reclaimer, told of each discard
         self.sessions: dict[str, ServerSession] = {}
         self._contexts: dict[str, AppSessionContext] = {}
+        self._clients: collections.Counter[str] = collections.Counter()  # sessions per address
         self._pending: dict[str, asyncio.Future[ServerSession]] = {}
         self._release_timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -285,11 +287,7 @@ class AppContext:
     def holdings(self, session_id: str | None, client: str | None) -> Holdings:
         """What admission needs to know of this app for a request naming ``session_id``."""
         context = self._contexts.get(session_id) if session_id else None
-        mine = 0
-        if client is not None:
-            mine = sum(
-                1 for c in self._contexts.values() if c.request and c.request.remote_ip == client
-            )
+        mine = 0 if client is None else self._clients[client]
         return Holdings(
             exists=session_id in self.sessions or session_id in self._pending,
             owner=None if context is None else context.user,
@@ -372,6 +370,8 @@ class AppContext:
         context._session = session
         self.sessions[session_id] = session
         self._contexts[session_id] = context
+        if context.request is not None and context.request.remote_ip is not None:
+            self._clients[context.request.remote_ip] += 1
         self.metrics.sessions_created[self.name] += 1
         log.debug("app %s: created session %s", self.name, session_id, extra=session.log_extra)
         return session
@@ -458,6 +458,12 @@ class AppContext:
         self.sessions.pop(session.id, None)
         self.metrics.sessions_destroyed[self.name] += 1
         context = self._contexts.pop(session.id, None)
+        if context is not None and context.request is not None:
+            client = context.request.remote_ip
+            if client is not None:
+                self._clients[client] -= 1
+                if not self._clients[client]:
+                    del self._clients[client]
         try:
             if context is not None:
                 await self._run_destroy_hooks(session, context)

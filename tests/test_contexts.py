@@ -158,3 +158,14 @@ async def test_bokehs_checks_run_on_an_apps_first_document_then_at_most_once_a_m
             monkeypatch.setattr(contexts, "VALIDATION_INTERVAL", 0.0)
             await client.open_session()
             assert warnings() == 2
+
+
+async def test_the_sessions_of_each_client_address_are_counted_as_they_come_and_go(
+    client: AppTestClient,
+) -> None:
+    first = await client.open_session()
+    await client.open_session()
+    assert client.context.holdings(None, "127.0.0.1").client_sessions == 2
+    assert client.context.holdings(None, "10.0.0.9").client_sessions == 0
+    await client.close_session(first)
+    assert client.context.holdings(None, "127.0.0.1").client_sessions == 1
