@@ -28,6 +28,7 @@ __all__ = ["CallbackScheduler", "Invoker", "run_with_curdoc"]
 log = logging.getLogger("app_server.callbacks")
 
 Invoker = Callable[[SessionCallback], Coroutine[Any, Any, None]]
+Step = Callable[..., Any]  # step(func, arg): func(arg), one synchronous stretch of a coroutine
 
 # Periodic runs fall on a shared grid of min(period, this) seconds, so the same callback of
 # many sessions runs in one pass of the loop instead of one wake-up each: a wake-up that
@@ -122,16 +123,19 @@ class _StepWithCurdoc:
     ``await``; setting it around each synchronous step is right on both versions.
     """
 
-    def __init__(self, coro: Any, document: Any) -> None:
+    def __init__(self, coro: Any, document: Any, step: Step | None = None) -> None:
         self._coro = coro
         self._document = document
+        self._step = step
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        coro, value, error = self._coro, None, None
+        coro, value, error, timed = self._coro, None, None, self._step
         while True:
             with patch_curdoc(self._document):
                 try:
-                    step = coro.throw(error) if error is not None else coro.send(value)
+                    resume = coro.throw if error is not None else coro.send
+                    arg: Any = error if error is not None else value
+                    step = resume(arg) if timed is None else timed(resume, arg)
                 except StopIteration as stop:
                     return stop.value
             try:
@@ -140,10 +144,11 @@ class _StepWithCurdoc:
                 value, error = None, exc
 
 
-async def run_with_curdoc(result: Any, document: Any) -> Any:
-    """Finish what a callback returned: await it (with curdoc set) if it is awaitable."""
+async def run_with_curdoc(result: Any, document: Any, step: Step | None = None) -> Any:
+    """Finish what a callback returned: await it (with curdoc set) if it is awaitable; each
+    step of a coroutine through ``step(resume, value)`` when given (to time it)."""
     if inspect.iscoroutine(result):
-        return await _StepWithCurdoc(result, document)
+        return await _StepWithCurdoc(result, document, step)
     if inspect.isawaitable(result):
         return await result
     return result

@@ -41,6 +41,7 @@ from .ownership import explain_released_model, explain_shared_model, released_mo
 from .protocol import CloseCode
 from .requests import SessionRequest
 from .session import Peer, ServerSession
+from .timing import CallbackTimer
 from .tokens import Token
 
 if TYPE_CHECKING:
@@ -223,11 +224,13 @@ class AppContext:
         executor: Executor | None = None,
         logout_url: str | None = None,
         metrics: Metrics | None = None,
+        timer: CallbackTimer | None = None,
         disconnected_lifetime: float = 5.0,
         on_discarded: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self.metrics = metrics or Metrics()
+        self.timer = timer or CallbackTimer(self.metrics, 0.0)
         self.metrics.sessions_created.setdefault(name, 0)  # export zeros before traffic
         self.metrics.sessions_destroyed.setdefault(name, 0)
         self.application = application
@@ -366,6 +369,7 @@ class AppContext:
             app_name=self.name,
             executor=self.executor,
             metrics=self.metrics,
+            timer=self.timer,
         )
         context._session = session
         self.sessions[session_id] = session

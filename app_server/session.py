@@ -7,7 +7,8 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from bokeh.document.callbacks import invoke_with_curdoc
@@ -19,14 +20,17 @@ from bokeh.document.events import (
 from bokeh.document.locking import UnlockedDocumentProxy
 from bokeh.events import ConnectionLost
 from bokeh.io.doc import patch_curdoc
+from bokeh.server.callbacks import NextTickCallback, PeriodicCallback, TimeoutCallback
 
 from . import protocol
+from ._bokeh.callbacks import time_handlers, untime_handlers
 from ._bokeh.documents import release_modules
 from ._panel import connections as panel_connections
 from .callbacks import CallbackScheduler, run_with_curdoc
 from .exceptions import DocumentAccessError
 from .metrics import Metrics
 from .ownership import release_document
+from .timing import CallbackRun, CallbackTimer
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -67,6 +71,7 @@ class ServerSession:
         app_name: str = "",
         executor: Executor | None = None,
         metrics: Metrics | None = None,
+        timer: CallbackTimer | None = None,
     ) -> None:
         self.id = session_id
         self.token = token
@@ -78,6 +83,7 @@ class ServerSession:
         self.last_unsubscribe = time.monotonic()
         self._executor = executor
         self._metrics = metrics or Metrics()
+        self._timer = timer or CallbackTimer(self._metrics, 0.0)
         self._lock_owner: asyncio.Task[Any] | None = None
         self._patch_source: Peer | None = None
         self._outgoing: list[tuple[DocumentPatchedEvent, Peer | None]] = []
@@ -85,6 +91,7 @@ class ServerSession:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._callbacks = CallbackScheduler(self.invoke, self._loop)
+        time_handlers(document, self._timed_handler)
         document.on_change(self._document_changed)
         for callback in document.session_callbacks:
             self._callbacks.add(callback)
@@ -151,15 +158,19 @@ class ServerSession:
         change the document, and the changes go out when it is released."""
         return _Locked(self)
 
-    async def with_document_locked(self, func: Callable[..., Any], *args: Any) -> Any:
-        """Run ``func(*args)`` (awaited if it is a coroutine) under the lock, curdoc set."""
+    async def with_document_locked(
+        self, func: Callable[..., Any], *args: Any, run: CallbackRun | None = None
+    ) -> Any:
+        """Run ``func(*args)`` (awaited if it is a coroutine) under the lock, curdoc set;
+        with ``run``, each stretch it holds the loop is timed."""
         if self.destroyed:
             log.debug("%r: ignoring locked work on a discarded session", self, extra=self.log_extra)
             return None
+        step = None if run is None else partial(self._timer.step, run)
         async with self.locked():
             with patch_curdoc(self.document):
-                result = func(*args)
-            return await run_with_curdoc(result, self.document)
+                result = func(*args) if step is None else step(func, *args)
+            return await run_with_curdoc(result, self.document, step)
 
     # -- callbacks ---------------------------------------------------------------------
 
@@ -168,26 +179,37 @@ class ServerSession:
         if self.destroyed:
             return
         func = callback.callback
-        started = time.perf_counter()
+        run = CallbackRun(self.app_name, self.id, _KINDS.get(type(callback), "callback"), [func])
         try:
-            if getattr(func, "nolock", False):
-                await self._invoke_unlocked(func)
-            else:
-                await self.with_document_locked(func)
+            if not getattr(func, "nolock", False):
+                await self.with_document_locked(func, run=run)
+            elif not await self._invoke_unlocked(func, run):
+                return  # it ran on the executor: it held no loop
         except Exception:
             self._metrics.callback_errors += 1
             log.exception("%r: a %s raised", self, type(callback).__name__, extra=self.log_extra)
-        finally:
-            self._metrics.observe_callback(time.perf_counter() - started)
+        self._timer.finish(run)
 
-    async def _invoke_unlocked(self, func: Callable[[], Any]) -> None:
-        """A coroutine runs on the loop; a plain function on the executor, off the loop."""
+    async def _invoke_unlocked(self, func: Callable[[], Any], run: CallbackRun) -> bool:
+        """A coroutine runs on the loop, timed (True); a plain function on the executor, off
+        the loop (False)."""
         proxy = UnlockedDocumentProxy(self.document)
         if inspect.iscoroutinefunction(inspect.unwrap(func)):
-            await run_with_curdoc(func(), proxy)
+            step = partial(self._timer.step, run)
+            await run_with_curdoc(step(func), proxy, step)
+            return True
         else:
             # invoke_with_curdoc takes the proxy too, whatever its annotation says
             await self._loop.run_in_executor(self._executor, invoke_with_curdoc, proxy, func)  # type: ignore[arg-type]
+            return False
+
+    def _timed_handler(
+        self, call: Callable[[], Any], what: str, handlers: Sequence[Callable[..., Any]]
+    ) -> Any:
+        """An ``on_change``/``on_event`` handler Bokeh runs: timed when it runs on the loop."""
+        if threading.get_ident() != self._loop_thread:
+            return call()
+        return self._timer.call(self.app_name, self.id, call, what, handlers)
 
     def _document_changed(self, event: DocumentChangedEvent) -> None:
         # Bokeh's on_change_dispatch_to tests every event against three runtime-checkable
@@ -287,12 +309,20 @@ class ServerSession:
             return
         self.destroyed = True
         self._callbacks.close()
+        untime_handlers(self.document)
         release_document(self.document, self._document_changed, self.id)
 
     def release_modules(self) -> None:
         """Clear the module the app code ran in, once the session's ``on_session_destroyed``
         hooks have run: a hook registered in ``main.py`` reads its globals."""
         release_modules(self.document)
+
+
+_KINDS = {
+    PeriodicCallback: "periodic callback",
+    TimeoutCallback: "timeout callback",
+    NextTickCallback: "next-tick callback",
+}
 
 
 def _set_by(event: DocumentPatchedEvent, setter: object) -> bool:

@@ -50,6 +50,7 @@ from bokeh.plotting import figure
 
 import app_server
 from app_server._bokeh import curdoc as curdoc_adapter
+from app_server._bokeh.callbacks import time_handlers, untime_handlers
 from app_server._bokeh.documents import (
     attach_session_context,
     destroy_document,
@@ -447,6 +448,54 @@ def _expect_curdoc_per_thread() -> None:
         leave.set()
         thread.join(5)
     expect(seen is mine, "patched in one thread, changes curdoc() in another")
+
+
+# callbacks.py
+
+
+@internal(
+    "PropertyCallbackManager._callbacks, EventCallbackManager._event_callbacks, and "
+    "DocumentCallbackManager's trigger_on_change, notify_event, trigger_event called through "
+    "the instance",
+    "_bokeh/callbacks.py (time_handlers)",
+    "_callbacks",
+    "_event_callbacks",
+)
+def _timed_handlers(tmp_path: Path) -> None:
+    from bokeh.events import ButtonClick, DocumentReady
+    from bokeh.models import Button
+
+    def moved(attr: str, old: Any, new: Any) -> None: ...
+
+    def clicked() -> None: ...
+
+    def seen_by_document(event: Any) -> None: ...
+
+    document, slider, button = Document(), Slider(start=0, end=10, value=0), Button()
+    slider.on_change("value", moved)
+    button.on_click(clicked)
+    document.add_root(slider)
+    document.add_root(button)
+    document.on_event(DocumentReady, seen_by_document)
+    ran: list[tuple[str, list[Any]]] = []
+
+    def timed(call: Callable[[], Any], what: str, handlers: Any) -> Any:
+        ran.append((what, list(handlers)))
+        return call()
+
+    time_handlers(document, timed)
+    slider.value = 3
+    document.callbacks.trigger_event(ButtonClick(button))
+    document.callbacks.trigger_event(DocumentReady())
+    expected = [
+        ("on_change handler of Slider.value", [moved]),
+        ("on_event handler of Button button_click", [clicked]),
+        ("document on_event handler of document_ready", [seen_by_document]),
+    ]
+    expect(ran == expected, f"the handlers run are no longer seen this way: {ran}")
+    untime_handlers(document)
+    slider.value = 4
+    expect(len(ran) == 3, "untime_handlers left a wrapper behind")
 
 
 # the receivers app_server registers with on_change_dispatch_to (testing.py, client/session.py)

@@ -23,6 +23,10 @@ bokeh 3.9 and 3.10). A new Bokeh release that moves one of them is this package'
     ``DirectoryHandler._template``, ``DirectoryHandler._lifecycle_handler`` and
     ``LifecycleHandler._on_*`` / ``_do_nothing`` (the app's own hooks, which Bokeh's wrappers
     run in ways that drop async hooks).
+``callbacks``
+    ``PropertyCallbackManager._callbacks`` and ``EventCallbackManager._event_callbacks``: the
+    handlers Bokeh runs for a change or an event, timed and named around one document's
+    ``DocumentCallbackManager.trigger_on_change``, ``notify_event`` and ``trigger_event``.
 ``curdoc``
     ``bokeh.io.doc._PATCHED_CURDOCS``: a process-wide list on bokeh 3.9, made per thread;
     a ``ContextVar`` on bokeh 3.10, left alone.
