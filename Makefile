@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5006
 PY312 := $(shell PYENV_VERSION=3.12.1 python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null)
 
-.PHONY: install system-deps serve test test-312 lint format check bench fuzz clean
+.PHONY: install system-deps serve test test-312 lint format check bench fuzz compat clean
 
 install: $(VENV)/.installed
 
@@ -71,6 +71,15 @@ bench: install
 # FUZZ_CONNECTIONS (per worker), FUZZ_WORKERS and FUZZ_TIME_LIMIT (seconds) set its size.
 fuzz: install
 	$(BIN)/python -m fuzz
+
+# The README's compatibility table (tests/compat.py): each browser-test app alone under bokeh
+# serve, app_server and (Panel apps) panel serve, in Chromium behind a firewall, on this leg and
+# then on .venv312 (bokeh 3.10) when it exists; about 2.5 minutes a leg. It records
+# tests/compat_results.json and rewrites the table; `make test` checks the README shows it.
+compat: install system-deps
+	$(BIN)/python -m pytest tests/compat_run.py
+	@if [ -x .venv312/bin/python ]; then .venv312/bin/python -m pytest tests/compat_run.py; \
+	else echo "no .venv312: the bokeh 3.10 leg's table is left as recorded"; fi
 
 clean:
 	rm -rf $(VENV) .venv312 .pytest_cache .ruff_cache .mypy_cache

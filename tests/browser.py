@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import uvicorn
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Route as BrowserRoute
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
@@ -24,7 +25,14 @@ from starlette.routing import Route
 
 from tests.servers import free_port
 
-__all__ = ["HostSite", "PageErrors", "launch_chromium", "run_host_site", "watch_errors"]
+__all__ = [
+    "HostSite",
+    "PageErrors",
+    "block_offsite",
+    "launch_chromium",
+    "run_host_site",
+    "watch_errors",
+]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -82,6 +90,23 @@ def watch_errors(page: Page) -> PageErrors:
     page.on("request", lambda request: on_url(request.url))
     page.on("websocket", lambda websocket: on_url(websocket.url))
     return errors
+
+
+def block_offsite(page: Page) -> list[str]:
+    """Refuse the page every request off 127.0.0.1, as a firewall would; the list of them fills
+    as the page asks."""
+    blocked: list[str] = []
+
+    def route(route: BrowserRoute) -> None:
+        url = route.request.url
+        if urlsplit(url).hostname in ("127.0.0.1", None):
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort("blockedbyclient")
+
+    page.route("**/*", route)
+    return blocked
 
 
 @dataclass

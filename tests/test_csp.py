@@ -31,6 +31,8 @@ ASSETS = {
     "/lib.js": ("window.cdnScriptRan = true;", "application/javascript"),
     "/frame.html": ("<!doctype html><title>frame</title><p>framed</p>", "text/html"),
     "/font.woff2": ("", "font/woff2"),
+    # tests/apps/ts_model.py's script from another origin (tests/compat_run.py)
+    "/greeting.js": ("window.from_other_origin = 'other origin';", "application/javascript"),
 }
 
 
