@@ -72,10 +72,10 @@ bench: install
 fuzz: install
 	$(BIN)/python -m fuzz
 
-# The README's compatibility table (tests/compat.py): each browser-test app alone under bokeh
+# COMPATIBILITY.md, the compatibility table (tests/compat.py): each browser-test app alone under bokeh
 # serve, app_server and (Panel apps) panel serve, in Chromium behind a firewall, on this leg and
 # then on .venv312 (bokeh 3.10) when it exists; about 2.5 minutes a leg. It records
-# tests/compat_results.json and rewrites the table; `make test` checks the README shows it.
+# tests/compat_results.json and writes COMPATIBILITY.md from it; `make test` checks they agree.
 compat: install system-deps
 	$(BIN)/python -m pytest tests/compat_run.py
 	@if [ -x .venv312/bin/python ]; then .venv312/bin/python -m pytest tests/compat_run.py; \
