@@ -73,6 +73,7 @@ async def test_a_message_s_frames_go_out_in_one_write() -> None:
     protocol.data_received(handshake())
     await asyncio.sleep(0.05)
     assert FRAMES in seen["extensions"]
+    assert not hasattr(protocol, "request") and not hasattr(protocol, "response"), "let go"
     handshake_reply, message = transport.writes
     assert handshake_reply.startswith(b"HTTP/1.1 101")
     assert message == b"\x81\x11" + b'{"msgtype":"ACK"}' + b"\x81\x02{}" + b"\x81\x02{}", (
