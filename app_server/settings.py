@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -249,8 +250,25 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
+        """``a,b`` as two items, in a variable and in each value of a repeated option."""
         if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
+            value = [value]
+        if isinstance(value, list):
+            return [part.strip() for item in value for part in str(item).split(",") if part.strip()]
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ConfigurationError(
+                        f"forwarded_allow_ips: {entry!r} is not an address or a network "
+                        "(give 10.0.0.5, 10.0.0.0/8, ::1, or * for any)"
+                    ) from None
         return value
 
     @field_validator("ico_path")

@@ -187,3 +187,17 @@ def test_the_readme_table_lists_every_option_the_parser_has() -> None:
     assert listed <= known, f"the README lists options the parser lacks: {listed - known}"
     missing = [a.option_strings[0] for a in option_actions() if not listed & set(a.option_strings)]
     assert not missing, f"the README's table lacks {missing}"
+
+
+def test_trusted_proxies_are_addresses_or_networks_given_with_commas() -> None:
+    assert Settings(forwarded_allow_ips="10.0.0.5, 10.1.0.0/16").forwarded_allow_ips == [
+        "10.0.0.5",
+        "10.1.0.0/16",
+    ]
+    assert Settings(forwarded_allow_ips=["::1,127.0.0.1", "*"]).forwarded_allow_ips == [
+        "::1",
+        "127.0.0.1",
+        "*",
+    ]
+    with pytest.raises(ConfigurationError, match="'proxy.local' is not an address"):
+        create_app(Document, forwarded_allow_ips="proxy.local")
