@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from bokeh.client import pull_session, push_session
 from bokeh.document import Document
 from bokeh.models import Div
 
 from tests.servers import RunningServer
+
+# bokeh.client runs Tornado's IOLoop, which asks asyncio for the current loop where none is set
+# (Python 3.12 warns); when other tests ran first in the process, one is set and nothing warns
+pytestmark = pytest.mark.filterwarnings("ignore:There is no current event loop:DeprecationWarning")
 
 
 def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
