@@ -1,7 +1,17 @@
 """Panel apps: what ``panel serve`` does for a Panel app that ``bokeh serve app.py`` does not.
 
 Panel is never imported here unless the app code already imported it, so it stays out of the
-runtime dependencies. Two adapters, each the smallest that lets Panel's own code run unchanged:
+runtime dependencies. Three adapters, each the smallest that lets Panel's own code run unchanged:
+
+- **Panel's files from this server.** Panel links its components' stylesheets (and the fonts
+  they load) to its CDN unless the document names a ``dist_url`` template variable; ``panel
+  serve`` sets it, and rewrites the stylesheets the app code made, when it renders the page;
+  ``bokeh serve app.py`` does not, so behind a firewall Panel apps lose their styling.
+  :func:`prepare_document` does what ``panel serve`` does, once the app code has run, with this
+  server's ``/static/extensions/panel/``, absolute (below ``--prefix`` and a mount, and on the
+  app's own origin under ``autoload.js``), unless Bokeh's resources are set to a CDN. The
+  page's own links to Panel's files (its models' ``__css__``/``__javascript__``: the CDN, or
+  paths relative to the page) go the same way, as ``panel serve`` makes them (:func:`local_files`).
 
 - **The page has loaded.** ``panel serve`` builds its apps with its own ``Application``, which
   subscribes every new document to the browser's ``document_ready`` event. ``bokeh serve app.py``
@@ -36,11 +46,14 @@ from typing import TYPE_CHECKING, Any
 
 from bokeh.application import Application
 from bokeh.document import Document
+from bokeh.embed.bundle import URL, Bundle
 
 if TYPE_CHECKING:
     from .session import ServerSession
 
-__all__ = ["connections", "prepare_document"]
+__all__ = ["connections", "dist_url", "local_files", "prepare_document"]
+
+PANEL_DIST = "/static/extensions/panel/"  # where app_server serves Panel's dist/ (its extension)
 
 _registered = False  # the stand-in socket is in Panel's extra_socket_handlers
 
@@ -99,11 +112,65 @@ def connections(session: ServerSession) -> list[Any]:
     return [_Connection(session)] if _registered else []
 
 
+def dist_url(path: str, app: str, absolute_url: str | None = None) -> str | None:
+    """Panel's files on this server, from the request that opened a session: the page
+    (``<root><app>``, with or without a trailing slash), its websocket (``<root><app>/ws``) or
+    ``autoload.js``, whose ``absolute_url`` is the app's URL in another site's page. None if
+    the path is none of these."""
+    if absolute_url:
+        root, found, rest = absolute_url.rpartition(app.rstrip("/"))
+        if app != "/" and (not found or rest not in ("", "/")):
+            return None
+        return (absolute_url.rstrip("/") if app == "/" else root) + PANEL_DIST
+    if app == "/":
+        return path.removesuffix("/ws").rstrip("/") + PANEL_DIST
+    root, found, rest = path.rpartition(app)
+    return root + PANEL_DIST if found and rest in ("", "/", "/ws") else None
+
+
+def local_files(bundle: Bundle, root_url: str) -> Bundle:
+    """A page's scripts and stylesheets, Panel's among them from this server (``root_url``)."""
+    if "panel" not in sys.modules:
+        return bundle
+    resources: Any = importlib.import_module("panel.io.resources")
+    if resources.use_cdn():
+        return bundle
+    local = root_url.rstrip("/") + PANEL_DIST
+
+    def here(url: URL) -> URL:
+        for start in (resources.CDN_DIST, resources.LOCAL_DIST):
+            if url.url.startswith(start):
+                return URL(local + url.url.removeprefix(start))
+        return url
+
+    js_files, css_files = list(map(here, bundle.js_files)), list(map(here, bundle.css_files))
+    return Bundle(js_files, bundle.js_raw, css_files, bundle.css_raw, bundle.hashes)
+
+
+def _serve_panel_files(document: Document) -> None:
+    """Panel's stylesheets from this server, as under ``panel serve`` (see the module)."""
+    resources: Any = importlib.import_module("panel.io.resources")
+    context = document.session_context
+    request = getattr(context, "request", None)
+    if request is None or resources.use_cdn():
+        return
+    app = context.server_context.application_context.url  # type: ignore[union-attr]
+    absolute = request.arguments.get("bokeh-absolute-url")
+    url = dist_url(request.path, app, absolute[0].decode() if absolute else None)
+    if url is None:
+        return
+    document.template_variables["dist_url"] = url  # for the models made from now on
+    for root in document.roots:  # and those the app code made
+        resources.patch_model_css(root, dist_url=url)
+
+
 def prepare_document(document: Document, application: Application) -> None:
-    """After the app code ran: tell Panel when the page has loaded, as ``panel serve`` does."""
+    """After the app code ran: Panel's stylesheets from this server, and tell Panel when the
+    page has loaded, as ``panel serve`` does."""
     global _registered
     if "panel" not in sys.modules:
         return  # not a Panel app
+    _serve_panel_files(document)
     if not _registered:
         handlers: dict[type, Any] = importlib.import_module(
             "panel.io.document"

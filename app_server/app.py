@@ -18,7 +18,7 @@ from .forwarded import ForwardedHeaders
 from .security import BodyLimit, SecurityHeaders, XSRFProtected
 from .server import AppServer, ServerState
 from .settings import Settings, app_settings
-from .views import health, pages
+from .views import health, pages, session_lost
 from .views.compile_errors import compile_failures_as_pages
 from .views.static import CachedStaticFiles, ExtensionStaticFiles, bokehjs_static
 from .views.ws import no_such_app, websocket_endpoint
@@ -81,6 +81,8 @@ def _routes(server: AppServer) -> list[BaseRoute]:
         static_path = context.application.static_path
         if static_path and os.path.isdir(static_path):
             routes.append(Mount(base + "/static", CachedStaticFiles(directory=static_path)))
+    script = partial(session_lost.session_lost_js, server=server)
+    routes.append(Route(prefix + session_lost.PATH, script))  # before BokehJS's /static
     routes.append(Mount(prefix + "/static", bokehjs_static(), name="static"))
     for path, view in (
         ("/healthz", health.healthz),

@@ -11,6 +11,7 @@ import json
 import logging
 import logging.config
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -18,11 +19,11 @@ import threading
 import time
 import urllib.request
 import webbrowser
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
 
 import uvicorn
 import yaml
@@ -34,15 +35,25 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import ChangeReload
 
 from . import __version__
 from .app import create_app
 from .applications import build_application, routes_for_paths
 from .exceptions import ConfigurationError
 from .index_template import render_index
+from .listeners import bind, close, urls
 from .logs import logging_config
+from .metrics import workers_directory
 from .server import AppServer
 from .settings import Option, ServeSettings, Settings, build_settings, env_names, option_of
+from .supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from ._worker import WorkerStatus
 
 __all__ = ["add_settings_options", "app_from_environment", "main", "settings_from_args"]
 
@@ -106,6 +117,8 @@ def _argument(model: type[Settings], spec: _Spec) -> dict[str, Any]:
         default = next(
             (key for key, values in spec.option.presets.items() if values == defaults), None
         )
+    elif kind is bool and len(spec.names) == 2:  # --dev [FILE ...]
+        kwargs["action"] = _SwitchWithValues
     elif kind is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
     elif get_origin(kind) is Literal:
@@ -114,8 +127,8 @@ def _argument(model: type[Settings], spec: _Spec) -> dict[str, Any]:
         kwargs["action"] = "append"
     elif get_origin(kind) is list:
         kwargs.update(action="extend", nargs="+")
-    elif kind is int:
-        kwargs["type"] = int
+    elif kind in (int, float):
+        kwargs["type"] = kind
     envs = [" or ".join(env_names(name, model.model_fields[name])) for name in spec.names]
     if len(envs) > 1:
         envs = [f"{env} for {name}" for env, name in zip(envs, spec.names, strict=True)]
@@ -124,6 +137,27 @@ def _argument(model: type[Settings], spec: _Spec) -> dict[str, Any]:
     text = spec.option.help or info.description or ""
     kwargs["help"] = f"{text} ({'; '.join(notes)})".replace("%", "%%")
     return kwargs
+
+
+class _SwitchWithValues(argparse.Action):
+    """An on/off field and a list field sharing one flag, as bokeh serve's ``--dev [FILE ...]``:
+    the flag turns the first on and gives the second its values; ``--no-`` turns it off."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        negative = ["--no-" + flag.removeprefix("--") for flag in option_strings]
+        super().__init__([*option_strings, *negative], dest, nargs="*", **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        on = not (option_string or "").startswith("--no-")
+        if values and not on:
+            parser.error(f"{option_string} takes no values")
+        setattr(namespace, self.dest, (on, list(values or [])))
 
 
 def _base_type(annotation: Any) -> Any:
@@ -230,10 +264,16 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     options: dict[str, Any] = {} if config is None else _config_file(config)
     for spec in _specs(ServeSettings):
         value = getattr(args, spec.dest, None)
-        if value is not None:
-            options.update(
-                spec.option.presets[value] if spec.option.presets else {spec.dest: value}
-            )
+        if value is None:
+            continue
+        if spec.option.presets:
+            options.update(spec.option.presets[value])
+        elif isinstance(value, tuple):  # _SwitchWithValues: on or off, and its values
+            options[spec.names[0]] = value[0]
+            if value[1]:
+                options[spec.names[1]] = value[1]
+        else:
+            options[spec.dest] = value
     return build_settings(ServeSettings, options)
 
 
@@ -343,6 +383,15 @@ def _memory_mb() -> tuple[float, float]:
         return peak / (2**20 if sys.platform == "darwin" else 2**10), 0.0
 
 
+def _paths_after_dev(args: argparse.Namespace) -> None:
+    """``--dev`` takes the words after it as files to watch, as bokeh serve's does; given
+    before the only paths (``serve --dev app.py``, which bokeh serve refuses), they are the
+    paths."""
+    dev = getattr(args, "dev", None)
+    if not args.files and isinstance(dev, tuple) and dev[0] and dev[1]:
+        args.files, args.dev = dev[1], (True, [])
+
+
 def _paths(args: argparse.Namespace) -> list[str]:
     """The paths given, each glob pattern expanded with --glob (as bokeh serve does)."""
     if not args.glob:
@@ -397,6 +446,11 @@ def _warnings(settings: ServeSettings) -> list[str]:
                 f"{flag} is ignored: it sets Tornado's zlib compression, and uvicorn's "
                 "permessage-deflate (--websocket-compression) has no such setting"
             )
+    for file in settings.dev_files:
+        if not settings.dev:
+            notes.append(f"{file} is not watched: --dev is off")
+        elif Path(file).is_dir():  # as bokeh serve: a directory's files are named one by one
+            notes.append(f"--dev cannot watch directory {file}: name its files")
     return notes
 
 
@@ -411,6 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # the serve command's usage, not the top-level one's
         _serve_parser(parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    _paths_after_dev(args)
+    listeners: list[socket.socket] = []
     try:
         settings = settings_from_args(args)
         app_argv = list(args.args or [])
@@ -418,10 +474,72 @@ def main(argv: Sequence[str] | None = None) -> int:
         password = _ssl_password(settings) if settings.ssl_certfile else None
         if settings.ssl_certfile:
             _check_ssl(settings, password)
+        # before any app code, and long before on_server_loaded: a port in use is one line
+        listeners = bind(settings.address, settings.port, settings.unix_socket)
         app = _serve_app(routes, app_argv, settings)  # fails here, once, on a broken app
     except ConfigurationError as exc:
+        close(listeners)
         print(f"app-server: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _serve(settings, app, listeners, routes, app_argv, password)
+    finally:
+        close(listeners)
+        if settings.unix_socket:
+            with contextlib.suppress(OSError):
+                os.remove(settings.unix_socket)
+
+
+def _serve(
+    settings: ServeSettings,
+    app: Starlette,
+    listeners: list[socket.socket],
+    routes: dict[str, str],
+    app_argv: list[str],
+    password: str | None,
+) -> int:
+    """Serve on the bound ``listeners``: in this process, in --num-procs workers, or in
+    --dev's reloaded process; the exit status."""
+    log_config = _log_config(settings)
+    logging.config.dictConfig(log_config)
+    for note in _warnings(settings):
+        log.warning(note)
+    announce = _app_urls(settings, listeners, routes)
+    if settings.show and not settings.unix_socket:
+        _open_when_up(settings, listeners, sorted(routes))
+    procs = settings.num_procs or os.cpu_count() or 1  # 0: one per CPU, as with bokeh serve
+    if procs > 1 or settings.dev:
+        if password is not None:  # asked for on the terminal: the workers need it too
+            settings = settings.model_copy(update={"ssl_password": SecretStr(password)})
+        os.environ.update(_to_environment(settings, routes, app_argv))
+        if settings.dev:
+            return _reload_on_changes(settings, listeners, routes, log_config)
+        # several workers: their metrics add up in a directory they share (app_server.metrics)
+        with workers_directory():
+            supervisor = Supervisor(
+                procs,
+                listeners,
+                healthcheck_timeout=settings.worker_healthcheck_timeout,
+                announce=announce,
+            )
+            return supervisor.run()
+    config = uvicorn.Config(app, **_uvicorn_options(settings, log_config, password))
+    server = _GracefulServer(config, app.state.server, settings.shutdown_delay)
+    server.announce = announce
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it handled
+        server.run(sockets=listeners)
+    return 0 if server.started else STARTUP_FAILURE
+
+
+def _app_urls(
+    settings: ServeSettings, listeners: list[socket.socket], routes: Iterable[str]
+) -> list[str]:
+    https = settings.ssl_certfile is not None
+    return urls(listeners, settings.address, routes, prefix=settings.prefix, https=https)
+
+
+def _log_config(settings: ServeSettings) -> dict[str, Any]:
+    """The ``dictConfig`` of --log-level, --log-format and --log-file, in every process."""
     level = "debug" if settings.log_level == "trace" else settings.log_level
     if settings.log_format in ("text", "json"):
         log_config = logging_config(level, settings.log_format)  # type: ignore[arg-type]
@@ -434,13 +552,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "formatter": "default",
             "filename": settings.log_file,
         }
-    logging.config.dictConfig(log_config)
-    for note in _warnings(settings):
-        log.warning(note)
+    return log_config
+
+
+def _uvicorn_options(
+    settings: ServeSettings, log_config: dict[str, Any], password: str | None
+) -> dict[str, Any]:
+    """``uvicorn.Config``'s keywords (the listening sockets are bound here, not by it)."""
     options: dict[str, Any] = {
-        "host": settings.address,
-        "port": settings.port,
-        "log_level": level,
+        "log_level": "debug" if settings.log_level == "trace" else settings.log_level,
         "log_config": log_config,
         "ws_max_size": settings.websocket_max_message_size,
         "ws_ping_interval": settings.keep_alive / 1000 if settings.keep_alive else None,
@@ -453,54 +573,121 @@ def main(argv: Sequence[str] | None = None) -> int:
         "timeout_graceful_shutdown": 10,
         "ws_per_message_deflate": settings.websocket_compression,
     }
-    if settings.unix_socket:
-        options["uds"] = settings.unix_socket
     if settings.ssl_certfile:
         options.update(
             ssl_certfile=settings.ssl_certfile,
             ssl_keyfile=settings.ssl_keyfile,
             ssl_keyfile_password=password,
         )
-    procs = settings.num_procs or os.cpu_count() or 1  # 0: one per CPU, as with bokeh serve
-    if procs > 1 or settings.dev:
-        if password is not None:  # asked for on the terminal: the workers need it too
-            settings = settings.model_copy(update={"ssl_password": SecretStr(password)})
-        os.environ.update(_to_environment(settings, routes, app_argv))
-        target: Any = f"{__name__}:app_from_environment"
-        options["factory"] = True
-        if settings.dev:
-            options["reload"] = True
-            options["reload_dirs"] = sorted({_watch_dir(path) for path in routes.values()})
-            options["reload_includes"] = ["*.py", "*.html", "*.yaml", "*.css", "*.js"]
-        else:
-            options["workers"] = procs
-    else:
-        target = app
-    if settings.show and not settings.unix_socket:
-        _open_when_up(settings, sorted(routes))
-    if target is not app:
-        uvicorn.run(target, **options)
-        return 0
-    server = _GracefulServer(uvicorn.Config(app, **options), app.state.server)
+    return options
+
+
+def serve_worker(sockets: list[socket.socket], status: WorkerStatus | None = None) -> None:
+    """A worker process: the apps of the environment, served on the parent's sockets. A
+    --num-procs worker answers its supervisor through ``status``; --dev's has none."""
+    settings = ServeSettings()
+    password = settings.ssl_password.get_secret_value() if settings.ssl_password else None
+    log_config = _log_config(settings)
+    logging.config.dictConfig(log_config)
+    app = app_from_environment()
+    config = uvicorn.Config(app, **_uvicorn_options(settings, log_config, password))
+    server = _GracefulServer(config, app.state.server, settings.shutdown_delay)
+    if status is None:  # --dev: the reloader does not say where the apps run
+        server.announce = _app_urls(settings, sockets, json.loads(os.environ[APPS_VARIABLE]))
+    elif not status.attach(server):
+        return  # the supervisor is gone already
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it handled
-        server.run()
-    return 0 if server.started else 3  # uvicorn's exit status for a failed startup
+        server.run(sockets=sockets)
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def _reload_on_changes(
+    settings: ServeSettings,
+    listeners: list[socket.socket],
+    routes: dict[str, str],
+    log_config: dict[str, Any],
+) -> int:
+    """--dev: uvicorn's reloader restarts a worker process when an app's files change."""
+    dirs = {_watch_dir(path) for path in routes.values()}
+    includes = ["*.py", "*.html", "*.yaml", "*.css", "*.js"]
+    for file in map(Path, settings.dev_files):  # --dev FILE...: its directory, its name
+        if not file.is_dir():
+            dirs.add(str(file.resolve().parent))
+            includes.append(file.name)
+    excludes = ["*.log"]  # a log written beside the apps is no change of theirs
+    if settings.log_file:  # by name: uvicorn globs each pattern, and no absolute one
+        excludes.append(Path(settings.log_file).name)
+    config = uvicorn.Config(
+        f"{__name__}:app_from_environment",
+        factory=True,
+        reload=True,
+        reload_dirs=sorted(dirs),
+        reload_includes=includes,
+        reload_excludes=excludes,
+        log_config=log_config,
+    )
+    ChangeReload(config, target=_dev_worker, sockets=listeners).run()
+    return 0
+
+
+def _dev_worker(sockets: list[socket.socket] | None = None) -> None:
+    """--dev's worker process (the reloader's target, given the parent's sockets)."""
+    assert sockets is not None
+    serve_worker(sockets)
+
+
+# uvicorn's HTTP connections (and app_server.transport's, their subclass); not its websockets
+_HTTP_PROTOCOLS = (H11Protocol, HttpToolsProtocol)
 
 
 class _GracefulServer(uvicorn.Server):
-    """uvicorn's server, but told to stop (SIGTERM, SIGINT) it first stops listening and closes
-    app_server's websockets with 1001; uvicorn itself would close them with 1012, and run the
-    lifespan shutdown (session and server unload hooks) only after that."""
+    """uvicorn's server, stopping as a rolling restart needs. Told to stop (SIGTERM, SIGINT):
 
-    def __init__(self, config: uvicorn.Config, app_server: AppServer) -> None:
+    1. /readyz answers 503 at once; after SIGTERM, pages and websockets are still served for
+       --shutdown-delay seconds, so the load balancer stops sending here first;
+    2. the listener closes, and so do idle keep-alive connections (a proxy's), so no request
+       arrives after this (a proxy retries such a request on another backend);
+    3. websockets accepted just before are let pull their document (BokehJS reconnects a
+       session it has, and fails the page of one it has not);
+    4. every websocket closes with 1001, where uvicorn would use 1012, and only then does
+       uvicorn run the lifespan shutdown (session and server unload hooks).
+
+    A clean drain after SIGTERM exits 0, as bokeh serve does; uvicorn would re-raise the
+    signal (exit status 143).
+    """
+
+    announce: Sequence[str] = ()  # each app's URL, logged once it serves
+
+    def __init__(self, config: uvicorn.Config, app_server: AppServer, delay: int = 0) -> None:
         super().__init__(config)
         self.app_server = app_server
+        self.delay = delay
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)  # given sockets, uvicorn says nothing of where it runs
+        for url in self.announce if self.started else ():
+            log.info("running on %s", url)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        server = self.app_server
+        server.stopping = True
+        terminated = signal.SIGTERM in self._captured_signals
+        if terminated and self.delay:
+            log.info("stopping in %d s; /readyz answers 503 meanwhile", self.delay)
+            deadline = time.monotonic() + self.delay
+            while time.monotonic() < deadline and not self.force_exit:
+                await asyncio.sleep(0.1)
         for listener in self.servers:
             listener.close()
-        await self.app_server.drain()
+        for connection in list(self.server_state.connections):
+            if isinstance(connection, _HTTP_PROTOCOLS):
+                connection.shutdown()  # idle: closed now; busy: closed after its response
+        await server.settle()
+        clean = await server.drain()
         await super().shutdown(sockets)
+        if terminated and clean:  # stopped as asked: not killed by the signal
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
 
 def _watch_dir(path: str) -> str:
@@ -508,11 +695,13 @@ def _watch_dir(path: str) -> str:
     return str(resolved if resolved.is_dir() else resolved.parent)
 
 
-def _open_when_up(settings: ServeSettings, routes: list[str]) -> None:
+def _open_when_up(
+    settings: ServeSettings, listeners: list[socket.socket], routes: list[str]
+) -> None:
     """Open a browser on the app once the server answers (for --show)."""
     path = settings.prefix + (routes[0] if len(routes) == 1 else "/")
-    scheme = "https" if settings.ssl_certfile else "http"
-    base = f"{scheme}://{settings.address}:{settings.port}"
+    https = settings.ssl_certfile is not None
+    base = urls(listeners, settings.address, [""], https=https)[0]  # the port bound
     # only whether it answers: a self-signed certificate is fine here
     context = ssl._create_unverified_context() if settings.ssl_certfile else None
 

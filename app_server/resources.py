@@ -10,6 +10,8 @@ from bokeh.embed.bundle import Bundle, bundle_for_objs_and_resources
 from bokeh.model import Model
 from bokeh.resources import Resources
 
+from ._panel import local_files
+
 __all__ = ["PageBundles", "StaticVersions"]
 
 MAX_ROOTS = 16  # root URLs a server keeps bundles for (one per mount or proxy path)
@@ -41,6 +43,7 @@ class PageBundles:
     """Bokeh's scripts and styles for a page, made again only when a model class is added.
 
     Making one scans every model class for extensions and styles: half a page's time.
+    Panel's files in it are this server's (:func:`app_server._panel.local_files`).
     """
 
     def __init__(self) -> None:
@@ -54,5 +57,6 @@ class PageBundles:
         if cached is None or cached[0] != classes:
             if len(self._bundles) >= MAX_ROOTS:
                 self._bundles.clear()
-            cached = self._bundles[root] = (classes, bundle_for_objs_and_resources(None, resources))
+            bundle = local_files(bundle_for_objs_and_resources(None, resources), root)
+            cached = self._bundles[root] = (classes, bundle)
         return cached[1]

@@ -38,7 +38,8 @@ __all__ = [
     "serve_only",
 ]
 
-LogLevel = Literal["trace", "debug", "info", "warning", "error", "critical"]
+# "None" as bokeh serve takes it (--log-level None): no level given, so the default, info
+LogLevel = Literal["trace", "debug", "info", "warning", "error", "critical", "None"]
 
 _StrList = Annotated[list[str], NoDecode]
 
@@ -148,6 +149,13 @@ class Settings(BaseSettings):
     session_token_expiration: Annotated[int, Option(metavar="SECONDS")] = Field(
         300, gt=0, description="seconds a page's token may open a session"
     )
+    on_session_lost: Literal["reload", "notify", "none"] = Field(
+        "reload",
+        description="what a page does once its session cannot come back (its websocket was "
+        "lost and its token has expired, or every reconnect failed): reload says so, then "
+        "reloads once the server answers (a fresh token, through login if there is one); "
+        "notify says so with a Reload button; none leaves BokehJS's own notice",
+    )
 
     check_unused_sessions: Annotated[int, Option(metavar="MS")] = Field(
         17_000, gt=0, description="milliseconds between sweeps for sessions to discard"
@@ -183,6 +191,13 @@ class Settings(BaseSettings):
     num_threads: Annotated[int, Option(metavar="N")] = Field(
         4, gt=0, description="threads of the executor for unlocked callbacks"
     )
+    slow_callback_threshold: Annotated[int, Option(metavar="MS")] = Field(
+        100,
+        ge=0,
+        description="milliseconds a session callback may hold the event loop before it is "
+        "logged (a warning naming the app, session and callback) and counted in /metrics; "
+        "0 is off",
+    )
 
     max_sessions_per_app: Annotated[int | None, Option(metavar="N")] = Field(
         None, gt=0, description="sessions an app may hold; more are refused with 503"
@@ -216,6 +231,11 @@ class Settings(BaseSettings):
         description="the Content-Security-Policy of HTML pages: none by default, as with bokeh "
         "serve, so apps may load styles, fonts, scripts and iframes from other origins; "
         "'strict' allows this server's own resources only (see SECURITY.md)",
+    )
+    metrics: Literal["public", "authenticated", "off"] = Field(
+        "public",
+        description="who may read /metrics: anyone; only a user of the auth module (or of an "
+        "ASGI authentication middleware), others get 403; or nobody (404)",
     )
 
     include_headers: Annotated[_StrList | None, Option(metavar="NAME")] = Field(
@@ -306,6 +326,15 @@ class Settings(BaseSettings):
         return None if self.secret_key is None else self.secret_key.get_secret_value().encode()
 
 
+_DEV = Option(
+    flag="--dev",
+    metavar="FILE",
+    help="restart when the apps' .py, .html, .yaml, .css or .js files change, or one of the "
+    "FILEs given (as bokeh serve's --dev FILE...; put the app paths before it)",
+    instead="reload with your server (uvicorn --reload, --reload-include)",
+)
+
+
 class ServeSettings(Settings):
     """``app-server serve``'s settings: the app's, plus those of the uvicorn it runs, which
     mean nothing when app_server is mounted or run by another ASGI server."""
@@ -347,8 +376,23 @@ class ServeSettings(Settings):
     num_procs: Annotated[
         int, Option(metavar="N", instead="start workers with your server (uvicorn --workers)")
     ] = Field(1, ge=0, description="worker processes on one port; 0 starts one per CPU")
-    dev: Annotated[bool, Option(instead="reload with your server (uvicorn --reload)")] = Field(
+    worker_healthcheck_timeout: Annotated[
+        float,
+        Option(
+            metavar="SECONDS",
+            instead="set your server's (uvicorn --timeout-worker-healthcheck, gunicorn --timeout)",
+        ),
+    ] = Field(
+        30,
+        gt=0,
+        description="with --num-procs, seconds a worker may leave its supervisor's ping "
+        "unanswered before it is killed and replaced",
+    )
+    dev: Annotated[bool, _DEV] = Field(
         False, description="restart when the apps' .py, .html, .yaml, .css or .js files change"
+    )
+    dev_files: Annotated[_StrList, _DEV] = Field(
+        [], description="more files whose changes restart the server with --dev"
     )
     show: Annotated[bool, Option(instead="open a browser yourself")] = Field(
         False, description="open the app in a browser once the server is up"
@@ -418,6 +462,20 @@ class ServeSettings(Settings):
     ] = Field(
         0, ge=0, description="milliseconds between log lines of the process's memory; 0 is off"
     )
+    shutdown_delay: Annotated[
+        int,
+        Option(
+            metavar="SECONDS",
+            instead="delay the stop in your orchestrator (a Kubernetes preStop hook) and read "
+            "/readyz",
+        ),
+    ] = Field(
+        0,
+        ge=0,
+        description="seconds between SIGTERM and closing the listener: /readyz answers 503 at "
+        "once while pages and websockets are still served, so a load balancer stops sending "
+        "here first (a Kubernetes pre-stop delay); Ctrl-C stops at once",
+    )
     index: Annotated[
         str | None, Option(metavar="PATH", instead="serve your own page at / from the host app")
     ] = Field(
@@ -441,6 +499,18 @@ class ServeSettings(Settings):
     )
 
     manage_process_memory: _ManageProcessMemory = True
+
+    @field_validator("log_level")
+    @classmethod
+    def _no_level_is_info(cls, value: str) -> str:
+        return "info" if value == "None" else value
+
+    @field_validator("dev_files", mode="before")
+    @classmethod
+    def _split_files(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item for item in value.split(",") if item]
+        return value
 
     @field_validator("log_format")
     @classmethod

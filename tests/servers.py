@@ -40,8 +40,10 @@ def run_app_server(
     args: Sequence[str] = (),
     env: dict[str, str] | None = None,
     prefix: str = "",
+    port: int | None = None,
 ) -> Iterator[RunningServer]:
-    port = free_port()
+    """``app-server serve`` on ``port`` (default: a free one)."""
+    port = port or free_port()
     command = [sys.executable, "-m", "app_server.cli", "serve", *map(str, paths)]
     command += ["--port", str(port), "--log-level", "debug", *args]
     if prefix:

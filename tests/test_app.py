@@ -57,7 +57,7 @@ def test_an_app_page_is_html_with_a_token(client: TestClient) -> None:
 def test_the_page_loads_bokehjs_from_this_server_with_versioned_urls(client: TestClient) -> None:
     html = client.get("/hello").text
     scripts = re.findall(r'<script src="([^"]+)"', html)
-    assert scripts and all(s.startswith("/static/js/") and "?v=" in s for s in scripts)
+    assert scripts and all(s.startswith("/static/") and "?v=" in s for s in scripts)
     response = client.get(scripts[0])
     assert response.status_code == 200
     assert "immutable" in response.headers["cache-control"]

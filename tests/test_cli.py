@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -72,7 +73,7 @@ async def test_several_worker_processes_serve_sessions() -> None:
                 await socket.receive_type(protocol.ACK)
                 reply = await socket.request(protocol.PULL_DOC_REQ)
                 assert reply.content["doc"]["title"] == "app_server demo"
-        server.wait_for_log("Started parent process")
+        server.wait_for_log("supervising 2 worker processes")
         deadline = time.monotonic() + 30  # the second worker may start after the first serves
         while server.log().count("app_server started") < 2:
             assert time.monotonic() < deadline, "one app_server per worker"
@@ -116,3 +117,44 @@ async def test_dev_mode_reloads_an_edited_app(tmp_path: Path) -> None:
                 pass  # restarting
             assert time.monotonic() < deadline, server.log()[-2000:]
             time.sleep(0.2)
+
+
+async def test_dev_mode_ignores_a_log_file_written_in_the_apps_directory(tmp_path: Path) -> None:
+    """The reloader watches the app's directory; the log file there is no change of the app's
+    (and the watcher's own line about it, logged into that file, made an endless loop)."""
+    app = tmp_path / "logged"
+    app.mkdir()
+    shutil.copy(EXAMPLES / "demo.py", app / "main.py")
+    log_file = app / "server.log"
+    with run_app_server(app, args=["--dev", "--log-file", str(log_file)]) as server:
+        for _ in range(3):  # each session writes lines into the app's directory
+            assert await document_title(server.url + "/logged") == "app_server demo"
+        time.sleep(2)  # time for the watcher to see them
+        assert await document_title(server.url + "/logged") == "app_server demo"
+    text = log_file.read_text()
+    assert text.count("Started server process") == 1, "one worker process: no restart"
+    assert "change detected" not in text and "Reloading" not in text
+
+
+@pytest.mark.parametrize(
+    "mode", [[], ["--num-procs", "2"], ["--dev"]], ids=["one process", "num-procs", "dev"]
+)
+def test_a_port_in_use_is_one_line_before_any_hook_runs(tmp_path: Path, mode: list[str]) -> None:
+    app = tmp_path / "hooked"
+    app.mkdir()
+    (app / "main.py").write_text("from bokeh.io import curdoc\n")
+    loaded = tmp_path / "loaded"
+    (app / "server_lifecycle.py").write_text(
+        f"def on_server_loaded(server_context):\n    open({str(loaded)!r}, 'w').close()\n"
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", str(app), "--port", str(port), *mode)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"app-server: 127.0.0.1:{port} is already in use: stop what listens there, or choose "
+        "another --port"
+    ]
+    assert not loaded.exists(), "on_server_loaded did not run"

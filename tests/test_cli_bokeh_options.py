@@ -19,13 +19,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bokeh.settings import settings as bokeh_settings
 from bokeh.util.paths import server_path
 
 from app_server import ConfigurationError, __version__, protocol
-from app_server.cli import _parser, _serve_app, main, settings_from_args
+from app_server.cli import _parser, _paths_after_dev, _serve_app, main, settings_from_args
 from app_server.settings import ServeSettings, env_names
 from bench.servers import ServerProcess, free_port, start, stop
 from tests.servers import run_app_server
@@ -92,6 +93,57 @@ def test_use_config_sits_between_the_environment_and_the_options(
     config.write_text("no_such_setting: 1\n")
     with pytest.raises(ConfigurationError, match="no_such_setting"):
         settings_from_args(args_of("a.py", "--use-config", str(config)))
+
+
+def bokeh_serve_option(flag: str) -> dict[str, Any]:
+    """The keywords of bokeh serve's own option (bokeh.command.subcommands.serve)."""
+    from bokeh.command.subcommands.serve import Serve
+
+    for names, argument in Serve.args:
+        if flag in ((names,) if isinstance(names, str) else names):
+            return {k: v for k, v in vars(argument).items() if v is not None}
+    raise AssertionError(f"bokeh serve has no {flag}")
+
+
+def test_log_level_takes_every_value_bokeh_serve_takes_and_none_is_info() -> None:
+    choices = bokeh_serve_option("--log-level")["choices"]
+    assert "None" in choices
+    for level in choices:
+        settings = settings_from_args(args_of("a.py", "--log-level", level))
+        assert settings.log_level == ("info" if level == "None" else level)
+
+
+def test_dev_takes_files_to_watch_as_bokeh_serve_does(tmp_path: Path) -> None:
+    assert bokeh_serve_option("--dev")["nargs"] == "*"
+    on = settings_from_args(args_of("a.py", "--dev"))
+    assert on.dev and on.dev_files == []
+    watching = settings_from_args(args_of("a.py", "--dev", "style.less", "data.csv"))
+    assert watching.dev and watching.dev_files == ["style.less", "data.csv"]
+    assert args_of("a.py", "--dev", "x.csv").files == ["a.py"]
+    assert not settings_from_args(args_of("a.py", "--no-dev")).dev
+    # before the only path (bokeh serve refuses this): the path, as app-server serve took it
+    app = tmp_path / "app.py"
+    app.write_text(ARGV_APP)
+    args = args_of("--dev", str(app))
+    _paths_after_dev(args)
+    assert args.files == [str(app)] and settings_from_args(args).dev_files == []
+
+
+def test_dev_restarts_when_a_file_given_to_it_changes(tmp_path: Path) -> None:
+    """A file outside the app's directory, as bokeh serve's --dev FILE watches it."""
+    app_dir, other = tmp_path / "app", tmp_path / "data"
+    app_dir.mkdir()
+    other.mkdir()
+    (app_dir / "main.py").write_text(ARGV_APP)
+    notes = other / "notes.txt"
+    notes.write_text("one")
+    with run_app_server(app_dir, args=["--dev", str(notes)]) as server:
+        with urllib.request.urlopen(server.url + "/app", timeout=30) as page:
+            assert page.status == 200
+        time.sleep(1)  # the watcher has started
+        notes.write_text("two")
+        log = server.wait_for_log("Reloading", timeout=30)
+        assert "notes.txt" in log.split("Reloading")[0].rsplit("\n", 1)[-1]
 
 
 def test_what_bokeh_serve_refuses_is_refused(tmp_path: Path) -> None:

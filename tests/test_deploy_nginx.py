@@ -10,6 +10,7 @@ from X-Forwarded-*, and checks websocket origins against the public host (nginx'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -82,37 +83,45 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     (apps / "seen.py").write_text(REQUEST_APP)
     env = {"BOKEH_SECRET_KEY": generate_secret_key()}
     args = ["--use-xheaders", "--session-ids", "signed"]
+    with (
+        run_app_server(EXAMPLES / "demo.py", apps / "seen.py", args=args, env=env) as a,
+        run_app_server(EXAMPLES / "demo.py", apps / "seen.py", args=args, env=env) as b,
+        run_nginx([a.port, b.port]) as (port, run_dir),
+    ):
+        yield Proxy(f"http://127.0.0.1:{port}", port, (a, b), run_dir)
+
+
+@contextlib.contextmanager
+def run_nginx(backend_ports: list[int]) -> Iterator[tuple[int, Path]]:
+    """deploy/nginx.conf on a free loopback port in front of two backends: the port and its
+    run directory."""
     # nginx's worker runs as an unprivileged user when the tests run as root: its run directory
     # must be reachable by that user, unlike pytest's private tmp directories
     run_dir = Path(tempfile.mkdtemp(prefix="app-server-nginx-"))
     run_dir.chmod(0o755)
     port = free_port()
-    with (
-        run_app_server(EXAMPLES / "demo.py", apps / "seen.py", args=args, env=env) as a,
-        run_app_server(EXAMPLES / "demo.py", apps / "seen.py", args=args, env=env) as b,
-    ):
-        backends = [f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"]
-        config = run_dir / "nginx.conf"
-        config.write_text(render_config(f"127.0.0.1:{port}", backends, run_dir))
-        command = [NGINX, "-p", str(run_dir), "-c", str(config), "-e", str(run_dir / "error.log")]
-        check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
-        assert check.returncode == 0, check.stderr
-        process = subprocess.Popen(
-            [*command, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+    backends = [f"127.0.0.1:{backend}" for backend in backend_ports]
+    config = run_dir / "nginx.conf"
+    config.write_text(render_config(f"127.0.0.1:{port}", backends, run_dir))
+    command = [NGINX, "-p", str(run_dir), "-c", str(config), "-e", str(run_dir / "error.log")]
+    check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
+    process = subprocess.Popen(
+        [*command, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", process)
+        yield port, run_dir
+    finally:
+        process.send_signal(signal.SIGQUIT)  # nginx's graceful stop
         try:
-            wait_until_up(f"http://127.0.0.1:{port}/healthz", process)
-            yield Proxy(f"http://127.0.0.1:{port}", port, (a, b), run_dir)
-        finally:
-            process.send_signal(signal.SIGQUIT)  # nginx's graceful stop
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            assert process.stderr is not None
-            process.stderr.close()
-            shutil.rmtree(run_dir, ignore_errors=True)
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        assert process.stderr is not None
+        process.stderr.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:

@@ -1,8 +1,10 @@
 """Graceful shutdown of ``app-server serve``: SIGTERM, as a container runtime or systemd sends it.
 
-The server stops listening, closes every websocket with 1001 (going away: BokehJS and
-``bokeh.client`` see a server that left, not a protocol error), discards its sessions
-(``on_session_destroyed``), runs ``on_server_unloaded`` and exits, all within a bounded time.
+Readiness turns 503 at once; with ``--shutdown-delay`` pages and websockets are still served
+for that long (a load balancer's time to notice). Then the server stops listening, closes every
+websocket with 1001 (going away: BokehJS and ``bokeh.client`` see a server that left, not a
+protocol error), discards its sessions (``on_session_destroyed``), runs
+``on_server_unloaded`` and exits 0, all within a bounded time.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -57,7 +61,8 @@ async def test_sigterm_closes_websockets_with_1001_runs_the_hooks_and_exits(
         elapsed = time.monotonic() - started
 
         assert codes == [1001, 1001]
-        assert server.process.returncode is not None and elapsed < EXIT_WITHIN
+        assert server.process.returncode == 0, "a clean drain exits 0, as bokeh serve does"
+        assert elapsed < EXIT_WITHIN
         assert "app_server stopped" in server.log()
     assert events.read_text().splitlines() == [
         "server_loaded",
@@ -65,3 +70,47 @@ async def test_sigterm_closes_websockets_with_1001_runs_the_hooks_and_exits(
         f"session_destroyed {session_id}",
         "server_unloaded",
     ]
+
+
+def status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+async def pulled_title(ws_url: str, token: str) -> str:
+    async with await BokehSocket.open(ws_url, token) as socket:
+        await socket.receive_type(protocol.ACK)
+        reply = await socket.request(protocol.PULL_DOC_REQ)
+    return str(reply.content["doc"]["title"])
+
+
+async def test_sigterm_turns_readiness_503_and_serves_until_the_shutdown_delay_is_over() -> None:
+    delay = 6  # the margin to check the server still serves: no timing is asserted
+    app = EXAMPLES / "demo.py"
+    with run_app_server(app, args=["--shutdown-delay", str(delay)]) as server:
+        page, ws_url = server.url + "/demo", server.url.replace("http", "ws") + "/demo/ws"
+        assert status_of(server.url + "/readyz") == 200
+        tab = await BokehSocket.open(ws_url, fetch_token(page))
+        await tab.receive_type(protocol.ACK)
+
+        server.process.send_signal(signal.SIGTERM)
+        for _ in range(100):  # at once, but the signal takes a moment to arrive
+            if status_of(server.url + "/readyz") == 503:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("/readyz did not turn 503 after SIGTERM")
+        # still serving: a new page, and its websocket, which gets its document
+        assert await pulled_title(ws_url, fetch_token(page)) == "app_server demo"
+        assert server.process.poll() is None
+        reply = await tab.request(protocol.PULL_DOC_REQ)  # the open tab still works
+        assert reply.content["doc"]["title"] == "app_server demo"
+
+        assert await closed_code(tab) == 1001  # once the delay is over
+        await asyncio.to_thread(server.process.wait, EXIT_WITHIN)
+        assert server.process.returncode == 0
+        log = server.log()
+        assert log.index("stopping in 6 s") < log.index("app_server stopped")

@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "app": 6,
     "testing": 7,
     "cli": 7,
+    "_worker": 8,  # a worker process's entry point: it runs cli's serve_worker
     "__init__": 8,
     "client": 8,  # the Python client stands apart: it imports the protocol only
 }

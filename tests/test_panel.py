@@ -1,10 +1,11 @@
 """Panel apps (tests/apps/panel_*.py) under app_server, as under ``bokeh serve app.py``.
 
 Each app renders in Chromium with no console error that ``bokeh serve`` does not also show (with
-no network, both show the same failed requests for Panel's stylesheets on its CDN: Panel links
-them there unless ``panel serve`` runs it), and its widgets round-trip through Python. Panel's
-``pn.state.onload`` and periodic callbacks started from a widget work as under ``panel serve``
-(app_server/_panel.py). One app_server per module; ``bokeh serve`` only for the comparison.
+no network, ``bokeh serve`` shows failed requests for Panel's stylesheets on its CDN: Panel links
+them there unless ``panel serve`` runs it; app_server serves them, as ``panel serve`` does), and
+its widgets round-trip through Python. Panel's ``pn.state.onload`` and periodic callbacks started
+from a widget work as under ``panel serve`` (app_server/_panel.py). One app_server per module;
+``bokeh serve`` only for the comparison.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from bokeh.embed import server_document
+from playwright.sync_api import Browser, Page, Response, expect
 
-from tests.browser import watch_errors
+from app_server._panel import dist_url  # (it does not import Panel)
+from tests.browser import HostSite, block_offsite, run_host_site, watch_errors
 from tests.conftest import ROOT, TEST_APPS
 from tests.servers import RunningServer, _run, free_port, run_app_server, run_bokeh_serve
 
@@ -38,11 +43,22 @@ RENDERED = {  # what each page shows once its document has rendered
     "panel_threads": "Work",
 }
 BOKEH_READY = "() => window.Bokeh !== undefined && Bokeh.documents.length == 1"
+# web fonts that Panel's templates name and Panel does not ship: panel serve loads them from
+# there too (FastListTemplate's Open Sans)
+THIRD_PARTY_FONTS = "https://fonts.googleapis.com/"
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[RunningServer]:
-    with run_app_server(*PATHS) as s:
+def host() -> Iterator[HostSite]:
+    """Another site, on another port, whose page embeds a Panel app (server_document)."""
+    with run_host_site() as site:
+        yield site
+
+
+@pytest.fixture(scope="module")
+def server(host: HostSite) -> Iterator[RunningServer]:
+    args = ["--allow-websocket-origin", f"127.0.0.1:{host.port}"]
+    with run_app_server(*PATHS, args=args) as s:
         yield s
 
 
@@ -79,6 +95,87 @@ def test_no_console_error_that_bokeh_serve_does_not_show(
         assert local == [], (name, local)
 
 
+@dataclass
+class Files:
+    """What a page behind a firewall asked for: off-machine requests (refused), stylesheets,
+    scripts and fonts that failed, and those of Panel's served here."""
+
+    blocked: list[str]
+    failed: list[str] = field(default_factory=list)
+    panels: list[str] = field(default_factory=list)
+
+    def all_here(self, page: Page) -> bool:
+        """Nothing left the machine but third-party fonts, nothing failed, and Panel's
+        stylesheets came from here (under /static/extensions/panel/), once its views (which add
+        them late) asked for them."""
+        deadline = time.monotonic() + 15
+        while not any(url.split("?")[0].endswith(".css") for url in self.panels):
+            assert time.monotonic() < deadline, ("no stylesheet of Panel's", self.panels)
+            page.wait_for_timeout(100)
+        page.wait_for_load_state("networkidle")
+        assert [u for u in self.blocked if not u.startswith(THIRD_PARTY_FONTS)] == []
+        assert [f for f in self.failed if THIRD_PARTY_FONTS not in f] == []
+        return True
+
+
+def watch_files(page: Page) -> Files:
+    files = Files(block_offsite(page))
+
+    def on_response(response: Response) -> None:
+        if response.request.resource_type in ("stylesheet", "script", "font"):
+            if response.status >= 400:
+                files.failed.append(f"{response.status} {response.url}")
+            if "/static/extensions/panel/" in response.url:
+                files.panels.append(response.url)
+
+    page.on("response", on_response)
+    page.on("requestfailed", lambda request: files.failed.append(f"failed {request.url}"))
+    return files
+
+
+def loads_panels_files_from_here(browser: Browser, url: str, name: str) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        files = watch_files(page)
+        open_app(page, url, name)
+        assert files.all_here(page), name
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "app", "absolute_url", "expected"),
+    [
+        pytest.param("/panel_widgets", "/panel_widgets", None, "/", id="page"),
+        pytest.param("/panel_widgets/", "/panel_widgets", None, "/", id="page with a slash"),
+        pytest.param("/pre/panel_widgets/ws", "/panel_widgets", None, "/pre/", id="websocket"),
+        pytest.param("/dash/a/b/ws", "/a/b", None, "/dash/", id="nested route, mounted"),
+        pytest.param("/ws", "/", None, "/", id="app at the root"),
+        pytest.param("/pre/", "/", None, "/pre/", id="app at the root, prefixed"),
+        pytest.param(
+            "/panel_widgets/ws",
+            "/panel_widgets",
+            "http://127.0.0.1:5006/pre/panel_widgets",
+            "http://127.0.0.1:5006/pre/",
+            id="autoload.js",
+        ),
+        pytest.param("/other/ws", "/panel_widgets", None, None, id="not this app's"),
+    ],
+)
+def test_dist_url_is_this_servers_panel_directory(
+    path: str, app: str, absolute_url: str | None, expected: str | None
+) -> None:
+    url = dist_url(path, app, absolute_url)
+    assert url == (None if expected is None else expected + "static/extensions/panel/")
+
+
+def test_panels_stylesheets_come_from_this_server(browser: Browser, server: RunningServer) -> None:
+    for name in APPS:
+        for _ in range(2):  # the app's first page (made from its document), and the next
+            loads_panels_files_from_here(browser, f"{server.url}/{name}", name)
+
+
 def test_widgets_and_bind_round_trip(page: Page, server: RunningServer) -> None:
     errors = watch_errors(page)
     open_app(page, server.url + "/panel_widgets", "panel_widgets")
@@ -90,6 +187,33 @@ def test_widgets_and_bind_round_trip(page: Page, server: RunningServer) -> None:
     page.get_by_role("button", name="Shout").click()
     expect(page.get_by_text("hello bob hello bob!!")).to_be_visible()
     assert [e for e in errors.console if "127.0.0.1" in e] == errors.uncaught == []
+
+
+def test_embedded_in_another_sites_page_renders_and_round_trips(
+    browser: Browser, host: HostSite, server: RunningServer
+) -> None:
+    """``bokeh.embed.server_document`` (autoload.js) in a page of another origin: the app's
+    stylesheets and scripts come from the app's server, the websocket too."""
+    url = host.add_page("/embed", "Host site", server_document(server.url + "/panel_widgets"))
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        files = watch_files(page)
+        errors = watch_errors(page)
+        page.goto(url)
+        page.wait_for_function(BOKEH_READY, timeout=20_000)
+        expect(page).to_have_title("Host site")
+        expect(page.get_by_text("hello ann hello ann")).to_be_visible(timeout=20_000)
+        name = page.get_by_role("textbox")
+        name.fill("dee")
+        name.press("Enter")
+        expect(page.get_by_text("hello dee hello dee")).to_be_visible()
+        page.get_by_role("button", name="Shout").click()
+        expect(page.get_by_text("hello dee hello dee!")).to_be_visible()
+        assert files.all_here(page)
+        assert errors.console == errors.uncaught == []
+    finally:
+        context.close()
 
 
 def test_fast_list_template_round_trips(page: Page, server: RunningServer) -> None:
@@ -167,3 +291,10 @@ def test_mounted_in_fastapi_under_uvicorn(page: Page, fastapi_server: RunningSer
     expect(page.get_by_text("loaded", exact=True)).to_be_visible()
     local = [e for e in errors.console if "127.0.0.1" in e]
     assert local == errors.uncaught == []
+
+
+def test_mounted_panels_stylesheets_come_from_the_mount(
+    browser: Browser, fastapi_server: RunningServer
+) -> None:
+    for name in ("panel_widgets", "panel_periodic"):  # what tests/apps/panel_fastapi.py mounts
+        loads_panels_files_from_here(browser, f"{fastapi_server.url}/panel/{name}", name)

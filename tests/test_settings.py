@@ -199,5 +199,5 @@ def test_trusted_proxies_are_addresses_or_networks_given_with_commas() -> None:
         "127.0.0.1",
         "*",
     ]
-    with pytest.raises(ConfigurationError, match="'proxy.local' is not an address"):
+    with pytest.raises(ConfigurationError, match=r"'proxy\.local' is not an address"):
         create_app(Document, forwarded_allow_ips="proxy.local")

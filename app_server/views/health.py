@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from ..metrics import CONTENT_TYPE
+
 if TYPE_CHECKING:
     from ..server import AppServer
 
@@ -26,6 +28,15 @@ async def readyz(request: Request, *, server: AppServer) -> Response:
 
 
 async def metrics(request: Request, *, server: AppServer) -> Response:
-    return PlainTextResponse(
-        server.render_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8"
-    )
+    """Prometheus metrics, to whom ``--metrics`` allows: they name every app and show the load."""
+    access = server.settings.metrics
+    if access == "off":
+        return PlainTextResponse("Not Found", status_code=404)
+    if access == "authenticated" and await server.auth.user(request) is None:
+        return PlainTextResponse(
+            "/metrics needs a logged-in user (--metrics authenticated): scrape with the auth "
+            "module's cookie or header, or serve it with --metrics public behind your own "
+            "network rule",
+            status_code=403,
+        )
+    return Response(server.render_metrics(), media_type=CONTENT_TYPE)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from bokeh.core.templates import AUTOLOAD_JS, FILE
 from bokeh.core.types import ID
-from bokeh.document import Document
 from bokeh.embed.bundle import Bundle, Script, bundle_for_objs_and_resources
 from bokeh.embed.elements import html_page_for_render_items, script_for_render_items
-from bokeh.embed.server import server_html_page_for_session
 from bokeh.embed.util import RenderItem
 from bokeh.resources import Resources
 from bokeh.util.paths import server_path
@@ -25,8 +22,10 @@ from starlette.responses import (
     Response,
 )
 
+from .._panel import local_files
 from ..contexts import SessionCreationError
 from ..tokens import Token
+from . import session_lost
 from .compile_errors import compile_custom_models
 from .sessions import authenticated_user, open_session, page_session, page_token
 
@@ -63,17 +62,21 @@ async def page(request: Request, *, server: AppServer, context: AppContext) -> R
     if token.session_id not in context.sessions and not context.page_needs_document:
         if context.ran_app_code or await _first_page_session(context, request, token) is None:
             html = _page_for_token(token.text, server.page_bundles.get(resources(server, request)))
-            return HTMLResponse(_with_icon(html, root_url(server, request)))
+            return HTMLResponse(_finished(html, server, request))
     session = await page_session(context, request, token)
     document = session.document
-    html = server_html_page_for_session(
-        _PageSession(token.text, document),  # type: ignore[arg-type]  # it reads these two only
-        resources=resources(server, request),
-        title=document.title,
+    # Bokeh's server_html_page_for_session, with this request's own token (never the token of
+    # whoever opened the session: it carries their cookies) and the server's page bundle
+    render_item = RenderItem(token=token.text, roots=document.roots, use_for_title=True)
+    html = html_page_for_render_items(
+        server.page_bundles.get(resources(server, request)),
+        {},
+        [render_item],
+        document.title,
         template=document.template,
         template_variables=document.template_variables,
     )
-    return HTMLResponse(_with_icon(html, root_url(server, request)))
+    return HTMLResponse(_finished(html, server, request))
 
 
 async def _first_page_session(
@@ -95,13 +98,10 @@ async def _first_page_session(
     return session
 
 
-@dataclass(frozen=True)
-class _PageSession:
-    """What Bokeh's page renderer reads of a session: this request's own token, never the
-    token of whoever opened the session (it carries their cookies)."""
-
-    token: str
-    document: Document
+def _finished(html: str, server: AppServer, request: Request) -> str:
+    """The page with this server's icon and the script that recovers a lost session."""
+    root = root_url(server, request)
+    return session_lost.with_script(_with_icon(html, root), root, server.settings)
 
 
 def _with_icon(html: str, root: str) -> str:
@@ -153,13 +153,17 @@ async def autoload(request: Request, *, server: AppServer, context: AppContext) 
         parts = urlsplit(absolute_url)
         server_url = f"{parts.scheme}://{parts.netloc}"
     with_resources = request.query_params.get("resources", "default") != "none"
-    bundle = bundle_for_objs_and_resources(
-        None, resources(server, request, server_url) if with_resources else None
-    )
+    page_resources = resources(server, request, server_url) if with_resources else None
+    bundle = bundle_for_objs_and_resources(None, page_resources)
+    if page_resources is not None:
+        bundle = local_files(bundle, page_resources.root_url)
     render_items = [RenderItem(token=token.text, elementid=ID(element_id), use_for_title=False)]
     script = script_for_render_items({}, render_items, app_path=app_path, absolute_url=absolute_url)
     bundle.add(Script(script))
     js = AUTOLOAD_JS.render(bundle=bundle, elementid=element_id)
+    watcher = session_lost.script(server.settings)
+    if watcher is not None:  # the embedding page's tab recovers as the app's page does
+        js += "\n" + watcher
     return Response(js, media_type="application/javascript", headers=headers)
 
 

@@ -18,7 +18,7 @@ from .sessions import admit, open_session
 
 if TYPE_CHECKING:
     from ..contexts import AppContext
-    from ..server import AppServer
+    from ..server import AppServer, Arrival
 
 __all__ = ["no_such_app", "websocket_endpoint"]
 
@@ -37,6 +37,13 @@ async def _refuse(websocket: WebSocket, refusal: Refuse) -> None:
 
 async def websocket_endpoint(
     websocket: WebSocket, *, server: AppServer, context: AppContext
+) -> None:
+    with server.arrival() as arrival:  # a drain lets it pull its document before the 1001
+        await _serve(websocket, server, context, arrival)
+
+
+async def _serve(
+    websocket: WebSocket, server: AppServer, context: AppContext, arrival: Arrival
 ) -> None:
     text = token_from_subprotocols(websocket.scope.get("subprotocols", []))
     token = None if text is None else read_token(text, server.settings)
@@ -73,6 +80,7 @@ async def websocket_endpoint(
         metrics=server.metrics,
         registry=server.connections,
     )
+    arrival.connection = connection
     await connection.run()
 
 
