@@ -97,7 +97,7 @@ class Connection:
         # a list, not an asyncio.Queue or a deque: nothing waits on it (the writer exists only
         # while there is something to write), it rarely holds more than one message, and an
         # empty list is 56 bytes where an empty deque is 760
-        self._queue: list[list[protocol.Frame]] = []
+        self._queue: list[tuple[list[protocol.Frame], int]] = []  # a message's frames, size
         self._queue_size = queue_size
         self._queue_bytes = queue_bytes
         self._pending_bytes = 0  # queued, and the message being written
@@ -162,9 +162,7 @@ class Connection:
         if self.state is ConnectionState.OPEN:
             self.state = ConnectionState.CLOSING
             self.close_code = code
-            self._closing = asyncio.get_running_loop().create_task(
-                self._close_socket(code, reason, CLOSE_TIMEOUT)
-            )
+            self._closing = asyncio.get_running_loop().create_task(self._close_socket(code, reason))
         self._stop_writer()
         if self._task is not None:
             self._task.cancel()
@@ -183,7 +181,7 @@ class Connection:
             if pending:
                 log.debug("session %s: gave up draining before close", self.session.id)
         self._stop_writer()
-        await self._close_socket(code, reason, CLOSE_TIMEOUT)
+        await self._close_socket(code, reason)
 
     async def _release(self) -> None:
         if self.state is ConnectionState.CLOSED:
@@ -287,7 +285,7 @@ class Connection:
             )
             self.drop(CloseCode.POLICY_VIOLATION, "client too slow to read its messages")
             return
-        self._queue.append(frames)
+        self._queue.append((frames, size))
         self._pending_bytes = pending + size
         self._queued += 1
         if self._writer is None or self._writer.done():
@@ -300,8 +298,7 @@ class Connection:
         batches = self._batches
         try:
             while queue:
-                frames = queue[0]
-                size = sum(map(len, frames))
+                frames, size = queue[0]
                 if batches:  # app_server's transport: the message in one write
                     await send({"type": "websocket.send", FRAMES: frames})
                 else:
@@ -350,8 +347,8 @@ class Connection:
                 self._drained.set_result(None)
             self._drained = None
 
-    async def _close_socket(self, code: int, reason: str, timeout: float | None) -> None:
+    async def _close_socket(self, code: int, reason: str) -> None:
         try:
-            await asyncio.wait_for(self.websocket.close(code, close_reason(reason)), timeout)
+            await asyncio.wait_for(self.websocket.close(code, close_reason(reason)), CLOSE_TIMEOUT)
         except Exception as exc:
             log.debug("session %s: close failed: %r", self.session.id, exc)

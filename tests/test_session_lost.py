@@ -23,12 +23,12 @@ from pathlib import Path
 import pytest
 from bokeh.embed import server_document
 from bokeh.util.token import generate_secret_key, get_session_id
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from starlette.testclient import TestClient
 from websockets.exceptions import InvalidStatus
 
 from app_server import create_app
-from tests.browser import launch_chromium, run_host_site, watch_errors
+from tests.browser import run_host_site, watch_errors
 from tests.conftest import EXAMPLES
 from tests.servers import RunningServer, free_port, run_app_server
 from tests.test_deploy_nginx import NGINX, run_nginx
@@ -44,20 +44,11 @@ READY = "() => window.Bokeh !== undefined && Bokeh.documents.length == 1"
 RELOADED = "() => window.__before_restart === undefined && " + READY[6:]
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launch_chromium() as browser:
-        yield browser
-
-
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    context.set_default_timeout(WAIT)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
+def page(page: Page) -> Page:
+    """conftest's fresh tab, patient: these pages wait for restarts and reloads."""
+    page.context.set_default_timeout(WAIT)
+    return page
 
 
 class Restartable:

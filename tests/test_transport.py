@@ -96,27 +96,28 @@ async def test_a_close_the_peer_never_answers_aborts_the_transport() -> None:
     assert transport.aborted, "the unanswered close aborted the transport"
 
 
-def test_a_request_head_over_the_limit_gets_431_before_it_is_parsed() -> None:
+def http_protocol(app: Any) -> tuple[HttpProtocol, RecordingTransport]:
+    config = Config(app=app, h11_max_incomplete_event_size=1024, log_level="warning")
+    config.load()
+    protocol = HttpProtocol(config=config, server_state=ServerState(), app_state={})
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+async def test_a_request_head_over_the_limit_gets_431_before_it_is_parsed() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         raise AssertionError("no request may reach the app")
 
-    config = Config(app=app, h11_max_incomplete_event_size=1024, log_level="warning")
-    config.load()
-    loop = asyncio.new_event_loop()
-    try:
-        protocol = HttpProtocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
-        transport = RecordingTransport()
-        protocol.connection_made(transport)
-        protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 600)
-        assert not transport.writes
-        protocol.data_received(b"y" * 600)
-        assert transport.writes[0].startswith(b"HTTP/1.1 431 ")
-        assert transport.closed
-    finally:
-        loop.close()
+    protocol, transport = http_protocol(app)
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 600)
+    assert not transport.writes
+    protocol.data_received(b"y" * 600)
+    assert transport.writes[0].startswith(b"HTTP/1.1 431 ")
+    assert transport.closed
 
 
-def test_a_request_head_that_ends_within_the_limit_is_served() -> None:
+async def test_a_request_head_that_ends_within_the_limit_is_served() -> None:
     requests: list[str] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -124,18 +125,10 @@ def test_a_request_head_that_ends_within_the_limit_is_served() -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    config = Config(app=app, h11_max_incomplete_event_size=1024, log_level="warning")
-    config.load()
-    loop = asyncio.new_event_loop()
-    try:
-        protocol = HttpProtocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
-        transport = RecordingTransport()
-        protocol.connection_made(transport)
-        head = b"GET /a HTTP/1.1\r\nHost: x\r\nX-Fill: " + b"y" * 900 + b"\r\n\r\n"
-        protocol.data_received(head[:500])
-        protocol.data_received(head[500:] + b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
-        loop.run_until_complete(asyncio.sleep(0.05))
-        assert requests == ["/a", "/b"]
-        assert not any(w.startswith(b"HTTP/1.1 431") for w in transport.writes)
-    finally:
-        loop.close()
+    protocol, transport = http_protocol(app)
+    head = b"GET /a HTTP/1.1\r\nHost: x\r\nX-Fill: " + b"y" * 900 + b"\r\n\r\n"
+    protocol.data_received(head[:500])
+    protocol.data_received(head[500:] + b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.sleep(0.05)
+    assert requests == ["/a", "/b"]
+    assert not any(w.startswith(b"HTTP/1.1 431") for w in transport.writes)
