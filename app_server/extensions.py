@@ -6,5 +6,7 @@ speaks plain ASGI. This module imports nothing: the app does not load uvicorn fo
 
 __all__ = ["FRAMES"]
 
-# a "websocket.send" whose FRAMES key holds all of one message's frames, written at once
+# a "websocket.send" whose FRAMES key holds all of one message's frames, written at once; the
+# extension's "write" entry, ``write(frames) -> bool``, writes them without a send at all when
+# the transport takes them now (True), which a message that finds nothing queued tries first
 FRAMES = "app_server.frames"

@@ -7,6 +7,8 @@
   buffers) with one system call where uvicorn makes one per frame: a ``websocket.send`` whose
   ``FRAMES`` key holds them all, which the app may send when the scope's extensions name
   ``FRAMES``. On loopback and under fan-out the calls were most of a pushed message's cost.
+  When the transport is writable the extension's ``write`` does the same at once, with no
+  ``send`` to await: no task, no coroutine, no trip through the app's middleware per message.
 - :class:`WebSocketProtocol` also closes without waiting for a peer that never reads. uvicorn's
   close (and its keep-alive timeout) waits for the transport's buffer to drain, which a peer
   that stopped reading never lets happen, so what the buffer holds would be held until the TCP
@@ -107,7 +109,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         if self.response.status_code == 101:  # the app has not run yet: it will see this
-            self.scope["extensions"][FRAMES] = {}
+            self.scope["extensions"][FRAMES] = {"write": self.write_frames}
 
     async def send(self, message: Any) -> None:
         frames = message.get(FRAMES)
@@ -128,21 +130,39 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self.close_timer.cancel()
             self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
 
+    def write_frames(self, frames: list[str | bytes]) -> bool:
+        """Write one message's frames now, if the transport takes them at once (True); else
+        write nothing (False), and the app sends them as usual, which waits or raises."""
+        if not self.writable.is_set() or self.disconnected or not self._open():
+            return False
+        try:
+            self._write(frames)
+        except InvalidState:
+            return False
+        return True
+
     async def _send_frames(self, frames: list[str | bytes]) -> None:
         await self.writable.wait()
         if self.disconnected:
             raise ClientDisconnected()
-        if self.close_sent or not self.handshake_complete or self.initial_response is not None:
+        if not self._open():
             raise RuntimeError("frames sent outside an accepted, open websocket")
         try:
-            for frame in frames:
-                if isinstance(frame, str):
-                    self.conn.send_text(frame.encode())
-                else:
-                    self.conn.send_binary(frame)
+            self._write(frames)
         except InvalidState:
             raise ClientDisconnected() from None
-        self.transport.write(b"".join(self.conn.data_to_send()))
+
+    def _open(self) -> bool:
+        return self.handshake_complete and not self.close_sent and self.initial_response is None
+
+    def _write(self, frames: list[str | bytes]) -> None:
+        conn = self.conn
+        for frame in frames:
+            if isinstance(frame, str):
+                conn.send_text(frame.encode())
+            else:
+                conn.send_binary(frame)
+        self.transport.write(b"".join(conn.data_to_send()))
 
     def keepalive_timeout(self) -> None:
         super().keepalive_timeout()

@@ -81,6 +81,31 @@ async def test_a_message_s_frames_go_out_in_one_write() -> None:
     )
 
 
+async def test_frames_are_written_at_once_while_the_transport_takes_them() -> None:
+    results: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        write = scope["extensions"][FRAMES]["write"]
+        await receive()
+        results.append(write(["before accept"]))
+        await send({"type": "websocket.accept"})
+        results.append(write(['{"msgtype":"OK"}', "{}", "{}"]))
+        protocol.pause_writing()  # the transport's buffer is full: nothing is written now
+        results.append(write(["held back"]))
+        protocol.resume_writing()
+        await send({"type": "websocket.close", "code": 1000})
+        results.append(write(["after the close"]))
+
+    protocol, transport = websocket_protocol(app)
+    protocol.data_received(handshake())
+    await asyncio.sleep(0.05)
+    assert results == [False, True, False, False]
+    handshake_reply, message, close = transport.writes
+    assert handshake_reply.startswith(b"HTTP/1.1 101")
+    assert message == b"\x81\x10" + b'{"msgtype":"OK"}' + b"\x81\x02{}" + b"\x81\x02{}"
+    assert close.startswith(b"\x88")
+
+
 async def test_a_close_the_peer_never_answers_aborts_the_transport() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await receive()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from bokeh.document import Document
 from bokeh.models import ColumnDataSource, Div
 
 from app_server import protocol
+from app_server.protocol.message import Message, dumps, encode
 
 bokeh_version_info = tuple(int(part) for part in bokeh_version.split(".")[:2])
 
@@ -129,3 +131,25 @@ def test_a_document_message_without_a_document_is_refused(content: object) -> No
 def test_a_patch_without_events_is_refused() -> None:
     with pytest.raises(ValueError, match="events"):
         protocol.patch_of(protocol.make_message(protocol.PATCH_DOC, {"events": "no"}))
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"msgid": "1f", "msgtype": "ACK"},
+        {"msgid": "1f", "msgtype": "OK", "reqid": 'a "quoted"\\ id\u00e9'},
+        {"msgid": "1f", "msgtype": "PATCH-DOC", "num_buffers": 2},
+        {"msgid": "1f", "msgtype": "OK", "reqid": 7},
+        {"msgid": "1f", "msgtype": "OK", "extra": [1, None]},
+    ],
+)
+def test_a_header_encodes_as_the_general_json_encoder_writes_it(header: dict[str, Any]) -> None:
+    frames = encode(Message(header=header))
+    assert frames[0] == dumps(header)
+    assert json.loads(frames[0]) == header
+
+
+def test_empty_metadata_is_an_empty_object_and_other_metadata_is_json() -> None:
+    assert encode(Message(header={"msgid": "1", "msgtype": "ACK"}))[1] == "{}"
+    with_metadata = Message(header={"msgid": "1", "msgtype": "ACK"}, metadata={"k": [1]})
+    assert json.loads(encode(with_metadata)[1]) == {"k": [1]}
