@@ -12,6 +12,7 @@ import inspect
 import logging
 import math
 import threading
+import weakref
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
@@ -35,6 +36,44 @@ Step = Callable[..., Any]  # step(func, arg): func(arg), one synchronous stretch
 # finds the CPU's caches cold costs more than the callback itself. A first run comes at
 # most this much later than one period after the callback was added.
 PERIODIC_GRID = 0.05
+
+
+class _Instants:
+    """One timer for every periodic run due at the same instant of the grid, on one loop.
+
+    Each waiter has its own future (cancelling a task cancels the future it awaits, so they
+    cannot share one), but not its own timer: a timer costs a heap entry and a handle each.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiters: dict[float, list[asyncio.Future[None]]] = {}
+
+    def wait(self, when: float) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self._loop.create_future()
+        waiters = self._waiters.get(when)
+        if waiters is None:
+            waiters = self._waiters[when] = []
+            self._loop.call_at(when, self._fire, when)
+        waiters.append(future)
+        return future
+
+    def _fire(self, when: float) -> None:
+        for future in self._waiters.pop(when):
+            if not future.done():
+                future.set_result(None)
+
+
+_instants: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Instants] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _instants_of(loop: asyncio.AbstractEventLoop) -> _Instants:
+    instants = _instants.get(loop)
+    if instants is None:
+        instants = _instants[loop] = _Instants(loop)
+    return instants
 
 
 class CallbackScheduler:
@@ -102,13 +141,19 @@ class CallbackScheduler:
         task.add_done_callback(self._running.discard)
 
     async def _periodic(self, callback: PeriodicCallback) -> None:
+        loop = self._loop
+        instants = _instants_of(loop)
         period = callback.period / 1000
-        deadline = self._loop.time() + period
+        deadline = loop.time() + period
         step = min(period, PERIODIC_GRID)
         if step > 0:
             deadline = math.ceil(deadline / step) * step
         while True:
-            await asyncio.sleep(max(0.0, deadline - self._loop.time()))
+            # on the grid's instants (rounded: sums of periods drift in the last digits)
+            if deadline > loop.time():
+                await instants.wait(round(deadline, 6))
+            else:
+                await asyncio.sleep(0)
             await self._invoke(callback)
             deadline += period
             now = self._loop.time()

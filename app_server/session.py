@@ -170,6 +170,8 @@ class ServerSession:
         async with self.locked():
             with patch_curdoc(self.document):
                 result = func(*args) if step is None else step(func, *args)
+            if result is None:  # most callbacks: nothing to await
+                return None
             return await run_with_curdoc(result, self.document, step)
 
     # -- callbacks ---------------------------------------------------------------------

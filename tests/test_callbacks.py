@@ -250,6 +250,28 @@ async def test_periodic_callbacks_of_many_sessions_run_together(client: AppTestC
     assert max(offsets) < 0.010, (runs, offsets)
 
 
+async def test_removing_one_of_the_callbacks_due_together_leaves_the_others_running(
+    client: AppTestClient,
+) -> None:
+    """Callbacks due at the same instant share one timer; removing one cancels only its own."""
+    sessions = [await client.open_session() for _ in range(3)]
+    runs = [0, 0, 0]
+
+    def count(n: int) -> None:
+        runs[n] += 1
+
+    periodics = [
+        session.server_session.document.add_periodic_callback(partial(count, n), 50)
+        for n, session in enumerate(sessions)
+    ]
+    await sessions[0].wait_for(lambda: min(runs) >= 1)
+    sessions[1].server_session.document.remove_periodic_callback(periodics[1])
+    await asyncio.sleep(0.01)  # removed while the three wait for the same instant
+    removed_at = runs[1]
+    await sessions[0].wait_for(lambda: runs[0] >= removed_at + 3 and runs[2] >= removed_at + 3)
+    assert runs[1] == removed_at
+
+
 async def test_callbacks_of_a_discarded_session_never_run(client: AppTestClient) -> None:
     session = await client.open_session()
     doc = session.server_session.document
