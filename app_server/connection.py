@@ -106,6 +106,7 @@ class Connection:
         self._drained: asyncio.Future[None] | None = None  # the reader, waiting for _written
         self._drain_target = 0
         self._writer: asyncio.Task[None] | None = None
+        self._corked = False  # while a request is handled: its replies are written together
         frames = websocket.scope.get("extensions", {}).get(FRAMES)
         self._batches = frames is not None
         self._write_now = None if frames is None else frames.get("write")
@@ -178,6 +179,8 @@ class Connection:
             return
         self.state = ConnectionState.CLOSING  # nothing new is queued; the writer goes on
         self.close_code = code
+        if drain and self._queue:
+            self._start_writer()  # what a request in hand queued (corked) goes first too
         if drain and self._writer is not None and not self._writer.done():
             _, pending = await asyncio.wait({self._writer}, timeout=drain)
             if pending:
@@ -238,7 +241,11 @@ class Connection:
                 return int(result.code)
             if self.state is not ConnectionState.OPEN:
                 continue  # closing: requests still in the pipe would be answered to nobody
-            await self._dispatch(result)
+            self._corked = True  # a request's replies (changes, then OK) go in one write
+            try:
+                await self._dispatch(result)
+            finally:
+                self._uncork()
             if self._written < self._queued:  # replies still unwritten: read no further
                 await self._wait_written(self._queued)
 
@@ -288,13 +295,37 @@ class Connection:
             self.drop(CloseCode.POLICY_VIOLATION, "client too slow to read its messages")
             return
         self._queued += 1
-        if not self._queue and self._write_now is not None and self._write_now(frames):
-            self._written += 1  # written at once: the common case, with no task at all
-            self.metrics.bytes_out += size
-            self.metrics.messages_out += 1
-            return
+        if not self._queue and not self._corked and self._write_now is not None:
+            if self._write_now(frames):  # written at once: the common case, with no task
+                self._wrote(1, size)
+                return
         self._queue.append((frames, size))
         self._pending_bytes = pending + size
+        if not self._corked:
+            self._start_writer()
+
+    def _uncork(self) -> None:
+        """Write what was queued while corked: at once and in one write when the transport
+        takes it (a reply's system call costs more than the rest of a small reply)."""
+        self._corked = False
+        queue = self._queue
+        if queue and (self._writer is None or self._writer.done()):
+            if self._write_now is not None:
+                frames = queue[0][0] if len(queue) == 1 else [f for m, _ in queue for f in m]
+                if self._write_now(frames):
+                    count, size = len(queue), self._pending_bytes
+                    queue.clear()
+                    self._pending_bytes = 0
+                    self._wrote(count, size)
+                    return
+            self._start_writer()
+
+    def _wrote(self, count: int, size: int) -> None:
+        self._written += count
+        self.metrics.bytes_out += size
+        self.metrics.messages_out += count
+
+    def _start_writer(self) -> None:
         if self._writer is None or self._writer.done():
             writer = _start_eagerly(self._write())
             self._writer = None if writer.done() else writer  # idle: keep no task

@@ -10,6 +10,8 @@ servers it compares (:class:`ServerKind`) and starts several at once (:func:`run
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import socket
 import subprocess
@@ -18,7 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,7 @@ __all__ = [
     "available_servers",
     "bokeh_version",
     "free_port",
+    "process_cpu_seconds",
     "rss_mb",
     "run_server",
     "run_servers",
@@ -55,6 +58,39 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _cpu_clock_of() -> Callable[[int], int | None]:
+    """glibc's ``clock_getcpuclockid``: another process's CPU clock, read in nanoseconds."""
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c")).clock_getcpuclockid
+    except (OSError, AttributeError, TypeError):
+        return lambda pid: None
+
+    def clock_of(pid: int) -> int | None:
+        clock = ctypes.c_int()
+        return clock.value if function(pid, ctypes.byref(clock)) == 0 else None
+
+    return clock_of
+
+
+_cpu_clock = _cpu_clock_of()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time of a process, user and system, all threads: from its CPU clock (nanoseconds),
+    else utime + stime from /proc/<pid>/stat, in 10 ms ticks (too coarse for a workload that
+    costs a few hundred milliseconds, which is why the clock comes first)."""
+    clock = _cpu_clock(pid)
+    if clock is not None:
+        try:
+            return time.clock_gettime(clock)
+        except OSError:
+            pass
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3 of the man page): utime is field 14, stime 15.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def rss_mb(pid: int) -> float:
@@ -105,11 +141,8 @@ class ServerProcess:
             raise RuntimeError(f"{self.label} exited early:\n{self.log()[-5000:]}")
 
     def cpu_seconds(self) -> float:
-        """utime + stime of the server process (all its threads), from /proc/<pid>/stat."""
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        # fields[0] is the state (field 3 of the man page): utime is field 14, stime 15.
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """CPU time of the server process (all its threads, user and system)."""
+        return process_cpu_seconds(self.pid)
 
     def rss_bytes(self) -> int:
         """VmRSS of the server process, from /proc/<pid>/status."""

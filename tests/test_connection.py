@@ -16,6 +16,7 @@ import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import uvicorn
@@ -28,13 +29,23 @@ from websockets.exceptions import ConnectionClosed
 from app_server import create_app, protocol
 from app_server.connection import Connection, ConnectionState
 from app_server.contexts import AppContext
+from app_server.extensions import FRAMES
 from app_server.server import AppServer
 from app_server.tokens import new_session_id, new_token
+from app_server.transport import WebSocketProtocol
 from tests.wsclient import BokehSocket
 
 
 def hello(doc: Document) -> None:
     doc.add_root(Div(text="hello", name="div"))
+
+
+def echo(doc: Document) -> None:
+    """A change of the first div's text sets the second's: a reply with a change in it."""
+    source, echoed = Div(text="", name="source"), Div(text="", name="echoed")
+    source.on_change("text", lambda attr, old, new: setattr(echoed, "text", new))
+    doc.add_root(source)
+    doc.add_root(echoed)
 
 
 def streaming(doc: Document) -> None:
@@ -72,11 +83,11 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serving(app_code: Callable[[Document], None], **options: object) -> AsyncIterator[Served]:
+async def serving(
+    app_code: Callable[[Document], None], ws: Any = "websockets-sansio", **options: object
+) -> AsyncIterator[Served]:
     app = create_app({"/app": app_code}, **options)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", ws="websockets-sansio"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws=ws)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -207,3 +218,40 @@ async def test_a_client_that_stops_reading_is_dropped_and_released_at_once() -> 
         await assert_released(served, connection, 1008)
         assert served.server.metrics.slow_clients_dropped == 1
         writer.transport.abort()
+
+
+class CountingTransport:
+    """Stands in front of the real transport (uvloop's) and keeps what was written."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+async def test_a_request_s_replies_go_out_in_one_write() -> None:
+    """The changes a PATCH-DOC's callbacks make and its OK: one system call, not two."""
+    async with serving(echo, ws=WebSocketProtocol) as served:
+        ws, connection = await served.open()
+        socket = BokehSocket(ws)
+        await socket.send(protocol.make_message(protocol.PULL_DOC_REQ))
+        pulled = await socket.receive()
+        source = next(
+            m for m in pulled.content["doc"]["roots"] if m["attributes"]["name"] == "source"
+        )
+        transport_protocol = connection.websocket.scope["extensions"][FRAMES]["write"].__self__
+        counting = transport_protocol.transport = CountingTransport(transport_protocol.transport)
+        event = {"kind": "ModelChanged", "model": {"id": source["id"]}, "attr": "text"}
+        patch = protocol.make_message(protocol.PATCH_DOC, {"events": [{**event, "new": "hi"}]})
+        await socket.send(patch)
+        change, ok = await socket.receive(), await socket.receive()
+        assert change.msgtype == protocol.PATCH_DOC and change.content["events"][0]["new"] == "hi"
+        assert ok.msgtype == protocol.OK and ok.reqid == patch.msgid
+        assert len(counting.writes) == 1, "the change and the OK in one write"
+        await ws.close()
