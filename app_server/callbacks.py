@@ -36,6 +36,8 @@ Step = Callable[..., Any]  # step(func, arg): func(arg), one synchronous stretch
 # finds the CPU's caches cold costs more than the callback itself. A first run comes at
 # most this much later than one period after the callback was added.
 PERIODIC_GRID = 0.05
+# runs of the same instant that start without a pass of the loop in between (_Instants)
+WAKE_BATCH = 16
 
 
 class _Instants:
@@ -43,6 +45,9 @@ class _Instants:
 
     Each waiter has its own future (cancelling a task cancels the future it awaits, so they
     cannot share one), but not its own timer: a timer costs a heap entry and a handle each.
+    Waiters are woken ``WAKE_BATCH`` at a time, with a pass of the loop (and its I/O) between
+    two batches: 200 sessions streaming at once would otherwise hold the loop for their whole
+    run, and every other session's request would wait that long.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -59,9 +64,15 @@ class _Instants:
         return future
 
     def _fire(self, when: float) -> None:
-        for future in self._waiters.pop(when):
+        self._wake(self._waiters.pop(when), 0)
+
+    def _wake(self, waiters: list[asyncio.Future[None]], start: int) -> None:
+        end = start + WAKE_BATCH
+        for future in waiters[start:end]:
             if not future.done():
                 future.set_result(None)
+        if end < len(waiters):  # after the woken tasks have run, in the next pass
+            self._loop.call_soon(self._wake, waiters, end)
 
 
 _instants: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Instants] = (

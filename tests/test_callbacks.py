@@ -272,6 +272,26 @@ async def test_removing_one_of_the_callbacks_due_together_leaves_the_others_runn
     assert runs[1] == removed_at
 
 
+async def test_other_work_gets_the_loop_between_batches_of_runs_due_together(
+    client: AppTestClient,
+) -> None:
+    """Runs due at the same instant go a batch at a time, so that 40 sessions streaming at
+    once do not hold the loop (and every other session's requests) for all 40 runs."""
+    loop = asyncio.get_running_loop()
+    sessions = [await client.open_session() for _ in range(40)]
+    order: list[str] = []
+
+    def run(n: int) -> None:
+        if not order:
+            loop.call_soon(order.append, "other work")
+        order.append(f"run {n}")
+
+    for n, session in enumerate(sessions):  # in one pass of the loop: all due together
+        session.server_session.document.add_periodic_callback(partial(run, n), 50)
+    await sessions[0].wait_for(lambda: len(order) >= 41)
+    assert order.index("other work") < 40, order
+
+
 async def test_callbacks_of_a_discarded_session_never_run(client: AppTestClient) -> None:
     session = await client.open_session()
     doc = session.server_session.document
