@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
 from types import TracebackType
 from typing import Any, Self
 
+from starlette._utils import get_route_path  # the router's own: the path under root_path
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from .applications import AppTarget, normalize_routes
 from .forwarded import ForwardedHeaders
@@ -52,7 +54,7 @@ def create_app(
     app = Starlette(routes=_routes(server), lifespan=lifespan)
     app.state.server = server
     app.add_middleware(SecurityHeaders, settings=settings)
-    app.add_middleware(_StartOnFirstRequest, server=server)
+    app.add_middleware(_StartOnFirstRequest, server=server, websockets=_websockets(server))
     if settings.use_xheaders:
         app.add_middleware(ForwardedHeaders, trusted=settings.forwarded_allow_ips)
     return app
@@ -65,12 +67,9 @@ def _routes(server: AppServer) -> list[BaseRoute]:
     for route, context in server.contexts.items():
         base = prefix + ("" if route == "/" else route)
         page = partial(compile_failures_as_pages(pages.page), server=server, context=context)
-        routes += [
+        routes += [  # its websocket, base + "/ws", is served by _StartOnFirstRequest
             Route(base or "/", page, name=f"page:{route}"),
             Route(base + "/", page) if base else Route("/", page),
-            WebSocketRoute(
-                base + "/ws", partial(websocket_endpoint, server=server, context=context)
-            ),
             Route(
                 base + "/autoload.js",
                 partial(compile_failures_as_pages(pages.autoload), server=server, context=context),
@@ -111,6 +110,20 @@ def _routes(server: AppServer) -> list[BaseRoute]:
     return routes
 
 
+_WebSocketEndpoint = Callable[[WebSocket], Awaitable[None]]
+
+
+def _websockets(server: AppServer) -> dict[str, _WebSocketEndpoint]:
+    """Each app's websocket endpoint by its path (``<prefix><route>/ws``)."""
+    prefix = server.settings.prefix
+    return {
+        prefix + ("" if route == "/" else route) + "/ws": partial(
+            websocket_endpoint, server=server, context=context
+        )
+        for route, context in server.contexts.items()
+    }
+
+
 class mounted_lifespan:
     """The startup and shutdown of app_server apps mounted in a host that owns the lifespan.
 
@@ -149,16 +162,29 @@ class mounted_lifespan:
 
 class _StartOnFirstRequest:
     """Run the startup hooks before the first request when no lifespan did (a mounted app);
-    refuse new websockets (1001) once the server is shutting down."""
+    refuse new websockets (1001) once the server is shutting down.
 
-    def __init__(self, app: ASGIApp, server: AppServer) -> None:
+    An app's websocket goes straight to its endpoint, past the router and the middleware
+    within (none of which acts on a websocket): each of their coroutines would be held, with
+    its frame, for as long as the websocket is open.
+    """
+
+    def __init__(
+        self, app: ASGIApp, server: AppServer, websockets: Mapping[str, _WebSocketEndpoint]
+    ) -> None:
         self.app = app
         self.server = server
+        self.websockets = websockets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan" and self.server.state is ServerState.NEW:
             await self.server.startup()
-        if scope["type"] == "websocket" and self.server.draining:
-            await send({"type": "websocket.close", "code": 1001, "reason": "shutting down"})
-            return
+        if scope["type"] == "websocket":
+            if self.server.draining:
+                await send({"type": "websocket.close", "code": 1001, "reason": "shutting down"})
+                return
+            endpoint = self.websockets.get(get_route_path(scope))
+            if endpoint is not None:
+                await endpoint(WebSocket(scope, receive, send))
+                return
         await self.app(scope, receive, send)

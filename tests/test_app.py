@@ -221,6 +221,31 @@ def test_urls_follow_the_asgi_root_path() -> None:
         assert '<script src="/mounted/static/js/bokeh.min.js' in html
 
 
+@pytest.mark.parametrize(
+    ("prefix", "root_path"),
+    [
+        pytest.param("", "", id="at-the-root"),
+        pytest.param("/dash", "", id="under-a-prefix"),
+        pytest.param("/dash", "/mounted", id="under-a-prefix-and-a-root-path"),
+    ],
+)
+def test_each_app_s_websocket_is_at_its_route_and_no_other_path(
+    prefix: str, root_path: str
+) -> None:
+    app = create_app({"/": hello, "/other": hello}, prefix=prefix)
+    with TestClient(app, root_path=root_path) as client:
+        for route in ("/", "/other/"):
+            token = token_in(client.get(prefix + route).text)
+            with client.websocket_connect(
+                f"{prefix}{route}ws", subprotocols=["bokeh", token]
+            ) as ws:
+                assert '"msgtype":"ACK"' in ws.receive_text()
+        for path in (f"{prefix}/other/ws/", f"{prefix}/missing/ws", f"{prefix}/ws/ws"):
+            with pytest.raises(WebSocketDisconnect):  # 404: no Bokeh application there
+                with client.websocket_connect(path, subprotocols=["bokeh", token]):
+                    pass
+
+
 def test_autoload_needs_an_element_id(client: TestClient) -> None:
     assert client.get("/hello/autoload.js").status_code == 400
 
