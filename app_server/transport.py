@@ -14,6 +14,9 @@
   that stopped reading never lets happen, so what the buffer holds would be held until the TCP
   connection dies. Here the close frame goes at once and the transport is aborted when the
   peer has not answered it within ``close_timeout``.
+- :class:`WebSocketProtocol` holds less for each open websocket: the handshake's headers are
+  let go once the scope is built, and its inbox and writable flag are a list and a bool where
+  uvicorn's ``asyncio.Queue`` and ``asyncio.Event`` hold five deques (~4 KB) between them.
 
 A host running app_server under its own uvicorn gets both with
 ``--http app_server.transport:HttpProtocol --ws app_server.transport:WebSocketProtocol``;
@@ -22,6 +25,7 @@ A host running app_server under its own uvicorn gets both with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
@@ -94,11 +98,80 @@ class HttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+class _Inbox:
+    """What uvicorn uses of an unbounded ``asyncio.Queue`` (one reader, the app's ``receive``),
+    without its three deques and Event: uvicorn stops reading after each message until the app
+    takes it, so this holds a message or two."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+
+class _Flag:
+    """What uvicorn uses of an ``asyncio.Event`` (``set``, ``clear``, ``is_set``, ``wait``),
+    with its list of waiters made only when someone waits."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol, whose close cannot hang on a peer that never reads."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Flag()  # type: ignore[assignment]
+        self.writable.set()
         self.close_timeout = WEBSOCKET_CLOSE_TIMEOUT
         # websockets reads WEBSOCKETS_MAX_LINE_LENGTH (8 KiB) once, at import: a cookie or
         # token header longer than that could not open a websocket, where Bokeh takes up to
@@ -108,6 +181,10 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
+        # the scope has the headers now: websockets' parser keeps the request (in its
+        # generator's frame) for the connection's life, and uvicorn keeps it as self.request
+        event.headers.clear()
+        del self.request
         if self.response.status_code == 101:  # the app has not run yet: it will see this
             self.scope["extensions"][FRAMES] = {"write": self.write_frames}
 
@@ -122,10 +199,10 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             # peer to read it; if the peer never does, the close timer below aborts
             self.writable.set()
         await super().send(message)
-        if message["type"] == "websocket.accept" and hasattr(self, "request"):
-            # the handshake's request and response, headers and all, are not read again:
-            # ~5 KB less for every open websocket (the app keeps the scope's headers)
-            del self.request, self.response
+        if message["type"] == "websocket.accept" and hasattr(self, "response"):
+            # the handshake's response, headers and all, is not read again (nor its request,
+            # let go at handle_connect): ~5 KB less for every open websocket
+            del self.response
         if closing and self.close_timer is not None:
             self.close_timer.cancel()
             self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)

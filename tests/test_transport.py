@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import os
 from typing import Any
 
 from uvicorn.config import Config
 from uvicorn.server import ServerState
+from websockets.datastructures import Headers
 
 from app_server.extensions import FRAMES
 from app_server.transport import HttpProtocol, WebSocketProtocol
@@ -104,6 +106,38 @@ async def test_frames_are_written_at_once_while_the_transport_takes_them() -> No
     assert handshake_reply.startswith(b"HTTP/1.1 101")
     assert message == b"\x81\x10" + b'{"msgtype":"OK"}' + b"\x81\x02{}" + b"\x81\x02{}"
     assert close.startswith(b"\x88")
+
+
+async def test_an_open_websocket_holds_no_handshake_headers_and_still_flows() -> None:
+    events: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        events.append(dict(scope["headers"])[b"Cookie"])
+        await receive()
+        await send({"type": "websocket.accept"})
+        events.append(await receive())
+        protocol.pause_writing()  # a send waits until the transport takes data again
+        sent = asyncio.ensure_future(send({"type": "websocket.send", "text": "pong"}))
+        await asyncio.sleep(0.01)
+        events.append(sent.done())
+        protocol.resume_writing()
+        await sent
+        await asyncio.sleep(1)
+
+    protocol, transport = websocket_protocol(app)
+    protocol.data_received(handshake(extra="Cookie: secret=handshake-only\r\n"))
+    await asyncio.sleep(0.01)
+    protocol.data_received(b"\x81\x84\x00\x00\x00\x00ping")  # a masked text frame
+    await asyncio.sleep(0.05)
+    assert events == [
+        b"secret=handshake-only",
+        {"type": "websocket.receive", "text": "ping"},
+        False,
+    ]
+    assert transport.writes[-1] == b"\x81\x04pong"
+    gc.collect()
+    held = [h for h in gc.get_objects() if isinstance(h, Headers) and "Cookie" in h]
+    assert not held, "the scope has the headers: websockets' and uvicorn's copies are let go"
 
 
 async def test_a_close_the_peer_never_answers_aborts_the_transport() -> None:
