@@ -18,7 +18,7 @@ from .sessions import admit, open_session
 
 if TYPE_CHECKING:
     from ..contexts import AppContext
-    from ..server import AppServer, Arrival
+    from ..server import AppServer
 
 __all__ = ["no_such_app", "websocket_endpoint"]
 
@@ -39,12 +39,20 @@ async def websocket_endpoint(
     websocket: WebSocket, *, server: AppServer, context: AppContext
 ) -> None:
     with server.arrival() as arrival:  # a drain lets it pull its document before the 1001
-        await _serve(websocket, server, context, arrival)
+        connection = await _connect(websocket, server, context)
+        if connection is not None:
+            arrival.connection = connection
+            await connection.run()
 
 
-async def _serve(
-    websocket: WebSocket, server: AppServer, context: AppContext, arrival: Arrival
-) -> None:
+async def _connect(
+    websocket: WebSocket, server: AppServer, context: AppContext
+) -> Connection | None:
+    """The admitted websocket's connection to its session, or None once it is refused.
+
+    Its own coroutine, so that what admission reads (the token, the request's headers) is
+    let go before the connection runs, rather than held in a frame for the websocket's life.
+    """
     text = token_from_subprotocols(websocket.scope.get("subprotocols", []))
     token = None if text is None else read_token(text, server.settings)
     decision = await admit(
@@ -59,7 +67,7 @@ async def _serve(
         server.metrics.websocket_refused += 1
         log.warning("app %s: refused a websocket: %s", context.name, decision.reason)
         await _refuse(websocket, decision)
-        return
+        return None
     assert decision.token is not None  # a websocket always presents a token
     try:
         payload = request_payload(websocket, server.settings)
@@ -68,9 +76,9 @@ async def _serve(
         # the app code failed: say so in the close reason, which BokehJS logs
         await websocket.accept(subprotocol="bokeh")
         await websocket.close(CloseCode.INTERNAL_ERROR, close_reason(str(exc).splitlines()[0]))
-        return
+        return None
     settings = server.settings
-    connection = Connection(
+    return Connection(
         websocket,
         session,
         context,
@@ -80,8 +88,6 @@ async def _serve(
         metrics=server.metrics,
         registry=server.connections,
     )
-    arrival.connection = connection
-    await connection.run()
 
 
 async def no_such_app(websocket: WebSocket) -> None:
