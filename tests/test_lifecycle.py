@@ -106,7 +106,9 @@ async def test_arguments_payload_and_theme_reach_the_document(server: RunningSer
 async def test_a_reconnect_with_an_expired_token_is_refused_though_the_session_lives(
     hooks_log: Path,
 ) -> None:
-    args = ["--session-token-expiration", "1", "--unused-session-lifetime", "2000"]
+    # 2 s: a token's expiry is whole seconds, so one issued late in a second with 1 s expires
+    # within milliseconds, before its first websocket opens
+    args = ["--session-token-expiration", "2", "--unused-session-lifetime", "3000"]
     args += ["--check-unused-sessions", "100"]
     with run_app_server(APP, args=args, env={"LIFECYCLE_LOG": str(hooks_log)}) as server:
         token = fetch_token(server.url + "/lifecycle_app")
@@ -114,7 +116,7 @@ async def test_a_reconnect_with_an_expired_token_is_refused_though_the_session_l
         async with await BokehSocket.open(ws_url(server), token) as socket:
             await socket.receive_type(protocol.ACK)
             await socket.request(protocol.PULL_DOC_REQ)
-        time.sleep(1.5)  # the token has expired; the session is still held
+        time.sleep(2.5)  # the token has expired; the session is still held
 
         with pytest.raises(InvalidStatus) as refused:
             await BokehSocket.open(ws_url(server), token)
