@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import struct
 from typing import Any
 
 from uvicorn.config import Config
@@ -37,6 +38,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets import http11
 from websockets.exceptions import InvalidState
 from websockets.http11 import Request
+from websockets.protocol import State
 
 from .extensions import FRAMES
 
@@ -164,6 +166,31 @@ class _Flag:
                 self._waiters.remove(waiter)
 
 
+_pack_16 = struct.Struct("!BBH").pack
+_pack_64 = struct.Struct("!BBQ").pack
+
+
+def _unmasked_frames(frames: list[str | bytes]) -> list[bytes]:
+    """Each frame as a whole, unmasked, uncompressed server frame (RFC 6455, 5.2): what
+    websockets' ``send_text``/``send_binary`` write for a server without extensions, at a
+    fifth of their cost (they build, check and serialize a ``Frame`` object each)."""
+    out: list[bytes] = []
+    for frame in frames:
+        if isinstance(frame, str):
+            data, first = frame.encode(), 0x81  # FIN, text
+        else:
+            data, first = frame, 0x82  # FIN, binary
+        size = len(data)
+        if size < 126:
+            out.append(bytes((first, size)))
+        elif size < 65536:
+            out.append(_pack_16(first, 126, size))
+        else:
+            out.append(_pack_64(first, 127, size))
+        out.append(data)
+    return out
+
+
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol, whose close cannot hang on a peer that never reads."""
 
@@ -234,12 +261,18 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     def _write(self, frames: list[str | bytes]) -> None:
         conn = self.conn
-        for frame in frames:
-            if isinstance(frame, str):
-                conn.send_text(frame.encode())
-            else:
-                conn.send_binary(frame)
-        self.transport.write(b"".join(conn.data_to_send()))
+        if conn.extensions or conn.expect_continuation_frame or conn.state is not State.OPEN:
+            # compressed (permessage-deflate), or not plainly open: websockets frames them
+            for frame in frames:
+                if isinstance(frame, str):
+                    conn.send_text(frame.encode())
+                else:
+                    conn.send_binary(frame)
+            self.transport.write(b"".join(conn.data_to_send()))
+            return
+        written = conn.data_to_send()  # anything websockets has queued goes first
+        written += _unmasked_frames(frames)
+        self.transport.write(b"".join(written))
 
     def keepalive_timeout(self) -> None:
         super().keepalive_timeout()

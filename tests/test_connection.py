@@ -235,10 +235,13 @@ class CountingTransport:
         return getattr(self._transport, name)
 
 
-async def test_a_request_s_replies_go_out_in_one_write() -> None:
-    """The changes a PATCH-DOC's callbacks make and its OK: one system call, not two."""
+@pytest.mark.parametrize("compression", [None, "deflate"])
+async def test_a_request_s_replies_go_out_in_one_write(compression: str | None) -> None:
+    """The changes a PATCH-DOC's callbacks make and its OK: one system call, not two, framed
+    by app_server or (compressed) by websockets."""
     async with serving(echo, ws=WebSocketProtocol) as served:
-        ws, connection = await served.open()
+        ws, connection = await served.open(compression=compression)
+        assert bool(ws.protocol.extensions) == (compression is not None)
         socket = BokehSocket(ws)
         await socket.send(protocol.make_message(protocol.PULL_DOC_REQ))
         pulled = await socket.receive()

@@ -191,3 +191,20 @@ async def test_a_request_head_that_ends_within_the_limit_is_served() -> None:
     await asyncio.sleep(0.05)
     assert requests == ["/a", "/b"]
     assert not any(w.startswith(b"HTTP/1.1 431") for w in transport.writes)
+
+
+def test_frames_are_those_websockets_writes_for_a_server_without_extensions() -> None:
+    from websockets.protocol import Protocol, Side, State
+
+    from app_server.transport import _unmasked_frames
+
+    frames: list[str | bytes] = []
+    for size in (0, 1, 125, 126, 127, 65535, 65536, 70000):
+        frames += ["é" * (size // 2) + "x" * (size % 2), bytes(range(256)) * (size // 256)]
+    reference = Protocol(Side.SERVER, state=State.OPEN)
+    for frame in frames:
+        if isinstance(frame, str):
+            reference.send_text(frame.encode())
+        else:
+            reference.send_binary(frame)
+    assert b"".join(_unmasked_frames(frames)) == b"".join(reference.data_to_send())
