@@ -246,6 +246,8 @@ class Connection:
                 await self._dispatch(result)
             finally:
                 self._uncork()
+            # not held while idle: the last request (a pushed document, a large patch)
+            del event, frame, result
             if self._written < self._queued:  # replies still unwritten: read no further
                 await self._wait_written(self._queued)
 

@@ -46,9 +46,9 @@ class Plan:
     rt_moves: int = 15  # round trip: M
     fo_sessions: int = 20  # fan-out: K of the per-message figures
     fo_duration: float = 1.5
-    sweep: tuple[int, ...] = (40, 60, 80, 100, 120, 160, 200, 240, 320)
+    sweep: tuple[int, ...] = (40, 60, 80, 100, 120, 160, 200, 240, 320, 400, 480)
     sweep_duration: float = 1.0
-    sweep_budget: float = 30.0
+    sweep_budget: float = 40.0
     sweep_rounds: int = 1
     mem_rounds: int = 1
     k_small: int = 8
