@@ -1,14 +1,20 @@
-"""Smoke test of the benchmark (``make bench``): its quick mode against app_server only.
+"""Smoke tests of the benchmark (``make bench``): its quick mode against app_server only, and
+the memory breakdown (``python -m bench.breakdown``) on a few sessions.
 
-It checks that the load generator speaks the protocol and that the table holds sane,
-positive numbers; it asserts nothing about speed (the figures live in BENCHMARKS.md).
+They check that the load generator speaks the protocol and that the figures are sane,
+positive numbers; they assert nothing about speed (the figures live in BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from pathlib import Path
 
+import pytest
+
+from bench import breakdown
 from bench.report import format_report
 from bench.run import Plan, run_bench
 from bench.servers import SERVERS
@@ -43,3 +49,16 @@ def test_quick_bench_against_app_server() -> None:
     value = float(re.split(r"\s*\|\s*", row)[2].replace(",", ""))
     assert value > 0
     assert "| server CPU per patch (ms) |" in table
+
+
+def test_memory_breakdown_of_app_server(tmp_path: Path) -> None:
+    """``python -m bench.breakdown`` on a few sessions: every component reported, a document."""
+    out = tmp_path / "breakdown.json"
+    assert breakdown.main(["-n", "3", "--warmup", "1", "--json", str(out)]) == 0
+
+    figures = json.loads(out.read_text())
+    assert list(figures["components"]) == list(breakdown.COMPONENTS)
+    assert all(math.isfinite(kb) for kb in figures["components"].values())
+    assert figures["components"]["document"] > 0
+    assert figures["components"]["app_server"] > 0
+    assert figures["total"] == pytest.approx(sum(figures["components"].values()))
