@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
+import sys
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["ROWS", "format_report"]
+__all__ = ["ROWS", "format_report", "main"]
 
 # (section, label, key, decimals, target on the ratio app_server / other)
 ROWS: list[tuple[str, str, str, int, str]] = [
@@ -19,7 +23,7 @@ ROWS: list[tuple[str, str, str, int, str]] = [
         "small app: overhead above doc (KB)",
         "memory.small_overhead_kb",
         0,
-        "<= 0.5",
+        "<= 10 KB",
     ),
     ("idle sessions", "heavy app: RSS per session (KB)", "memory.heavy_rss_per_session_kb", 0, ""),
     (
@@ -27,7 +31,7 @@ ROWS: list[tuple[str, str, str, int, str]] = [
         "heavy app: overhead above doc (KB)",
         "memory.heavy_overhead_kb",
         0,
-        "<= 0.5",
+        "<= 10 KB",
     ),
     (
         "release and reuse",
@@ -53,11 +57,11 @@ ROWS: list[tuple[str, str, str, int, str]] = [
     ("round trip", "latency p50 (ms)", "roundtrip.latency_p50_ms", 1, ""),
     ("round trip", "latency p99 (ms)", "roundtrip.latency_p99_ms", 1, "<= 0.5 (asgi)"),
     ("round trip", "patches/s", "roundtrip.patches_per_s", 0, ""),
-    ("round trip", "server CPU per patch (ms)", "roundtrip.cpu_per_patch_ms", 2, "<= 0.5"),
+    ("round trip", "server CPU per patch (ms)", "roundtrip.cpu_per_patch_ms", 2, "<= 0.3"),
     ("fan-out", "delivered / ideal (%)", "fanout.delivered_pct", 1, ""),
     ("fan-out", "p99 inter-arrival (ms)", "fanout.p99_interarrival_ms", 0, ""),
-    ("fan-out", "server CPU per message (ms)", "fanout.cpu_per_message_ms", 3, "<= 0.5"),
-    ("fan-out", "largest K holding 20 updates/s", "fanout.largest_k", 0, ">= 2 (bokeh)"),
+    ("fan-out", "server CPU per message (ms)", "fanout.cpu_per_message_ms", 3, "<= 0.3"),
+    ("fan-out", "largest K holding 20 updates/s", "fanout.largest_k", 0, ">= 10 (bokeh)"),
     ("scale", "sessions held (of those opened)", "scale.held", 0, ""),
     ("scale", "time to open all (s)", "scale.open_all_s", 1, ""),
     ("scale", "server CPU per session opened (ms)", "scale.cpu_per_session_ms", 1, ""),
@@ -72,6 +76,17 @@ ROWS: list[tuple[str, str, str, int, str]] = [
     ("load generator", "client CPU, fan-out (cores)", "fanout.client_busy", 2, ""),
     ("load generator", "client CPU, scale (cores)", "scale.client_busy", 2, ""),
 ]
+
+# The floor (bench/floor.py) a row's figure is bounded by, and the target on app_server / floor
+FLOORS: dict[str, tuple[str, str]] = {
+    "creation.cpu_per_session_ms": ("session_floor_ms", ""),
+    "memory.small_rss_per_session_kb": ("small_doc_kb", ""),
+    "memory.heavy_rss_per_session_kb": ("heavy_doc_kb", ""),
+    "roundtrip.cpu_per_patch_ms": ("patch_floor_ms", "<= 1.3"),
+    "fanout.cpu_per_message_ms": ("stream_floor_ms", "<= 1.3"),
+    "scale.cpu_per_message_ms": ("stream_floor_ms", ""),
+    "scale.rss_per_session_kb": ("small_doc_kb", ""),
+}
 
 # Shares and near-zero figures: a ratio means nothing there; the target is absolute.
 NO_RATIO = {
@@ -138,10 +153,13 @@ def format_report(result: dict[str, Any]) -> str:
     others = [s for s in servers if s != "app_server"]
     has_app = "app_server" in servers
 
+    floor: dict[str, float] = result.get("floor") or {}
     header = ["figure (median)", *(labels[s] for s in servers)]
     if has_app:
         header += [f"app_server / {labels[s]}" for s in others]
         header.append("target")
+        if floor:
+            header += ["floor", "app_server / floor", "target vs floor"]
     lines = [
         f"machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['memory_gb']} GB; "
         f"Python {machine['python']}, bokeh {machine['bokeh']}, uvicorn {machine['uvicorn']}, "
@@ -172,9 +190,15 @@ def format_report(result: dict[str, Any]) -> str:
             else:
                 row += [_ratio(app, med.get(s, {}).get(key)) for s in others]
             row.append(target)
+            if floor:
+                floor_key, floor_target = FLOORS.get(key, ("", ""))
+                bound = floor.get(floor_key)
+                if bound is None:
+                    row += ["", "", ""]
+                else:
+                    row += [_fmt(bound, decimals), _ratio(app, bound), floor_target]
         lines.append("| " + " | ".join(row) + " |")
 
-    floor = result.get("floor")
     if floor:
         lines += [
             "",
@@ -189,3 +213,17 @@ def format_report(result: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"elapsed: {result.get('elapsed_s', 0):.0f} s")
     return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.report PATH``: the table again, from a run's ``--json`` file."""
+    parser = argparse.ArgumentParser(prog="python -m bench.report")
+    parser.add_argument("path", help="a file written by python -m bench --json PATH")
+    args = parser.parse_args(argv)
+    with open(args.path) as f:
+        print(format_report(json.load(f)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

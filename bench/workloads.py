@@ -1,6 +1,6 @@
 """The workloads: each drives one running server and returns its figures as a flat dict.
 
-Server CPU is the delta of utime+stime in /proc/<pid>/stat around the workload (after the
+Server CPU is the delta of the server process's CPU clock around the workload (after the
 server has gone quiet again where the workload leaves work behind, such as discarding
 sessions); memory is VmRSS from /proc/<pid>/status. The client's own CPU is reported too
 (``client_busy``: share of one core), to show that the load source is not the bottleneck.
@@ -60,10 +60,8 @@ class Reaping:
 
 
 async def settle(server: RunningServer, min_wait: float, max_wait: float = 10.0) -> None:
-    """Wait ``min_wait`` s, then until the server used no CPU for 0.25 s (at most ``max_wait``).
-
-    (/proc counts CPU in ticks of 10 ms: "no CPU" is at most one tick.)
-    """
+    """Wait ``min_wait`` s, then until the server is quiet for 0.25 s (at most ``max_wait``):
+    under 15 ms of CPU in those 250 ms, more than the idle server's own timers cost."""
     await asyncio.sleep(max(0.0, min_wait))
     deadline = time.monotonic() + max_wait
     while time.monotonic() < deadline:

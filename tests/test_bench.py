@@ -39,8 +39,8 @@ def test_quick_bench_against_app_server() -> None:
         "roundtrip.patches_per_s",
     ):
         assert math.isfinite(figures[name]) and figures[name] > 0, (name, figures)
-    # /proc counts CPU in 10 ms ticks: a few patches may round to zero, never below.
-    assert figures["roundtrip.cpu_per_patch_ms"] >= 0
+    # the server's CPU clock counts nanoseconds: even a few patches cost something
+    assert figures["roundtrip.cpu_per_patch_ms"] > 0
     assert figures["creation.latency_p99_ms"] >= figures["creation.latency_p50_ms"]
     assert figures["roundtrip.latency_p99_ms"] >= figures["roundtrip.latency_p50_ms"]
 
