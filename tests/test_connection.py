@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import logging
 import os
 import socket
 import struct
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -258,3 +260,23 @@ async def test_a_request_s_replies_go_out_in_one_write(compression: str | None) 
         assert ok.msgtype == protocol.OK and ok.reqid == patch.msgid
         assert len(counting.writes) == 1, "the change and the OK in one write"
         await ws.close()
+
+
+async def test_closed_websockets_leave_no_connection_or_protocol_behind() -> None:
+    """What a websocket holds (its Connection, app_server's uvicorn protocol object, the
+    session) is garbage once it has closed and its session is discarded."""
+    async with serving(hello, ws=WebSocketProtocol, disconnected_session_lifetime=50) as served:
+        refs: list[weakref.ref[object]] = []
+        for _ in range(5):
+            ws, connection = await served.open()
+            write = connection.websocket.scope["extensions"][FRAMES]["write"]
+            refs += [weakref.ref(connection), weakref.ref(write.__self__)]
+            refs.append(weakref.ref(connection.session))
+            del connection, write
+            await ws.close()
+            await until(lambda: not served.server.connections)
+        await until(lambda: not served.context.sessions)
+        await asyncio.sleep(0.1)
+        gc.collect()
+        alive = [ref() for ref in refs if ref() is not None]
+        assert alive == [], alive
