@@ -167,7 +167,7 @@ class CallbackScheduler:
                 await asyncio.sleep(0)
             await self._invoke(callback)
             deadline += period
-            now = self._loop.time()
+            now = loop.time()
             if deadline <= now:  # skip the runs we missed, as Tornado does
                 deadline += ((now - deadline) // period + 1) * period
 

@@ -334,8 +334,7 @@ class Connection:
 
     async def _write(self) -> None:
         """Write what is queued, then end (``send`` starts another writer when needed)."""
-        send, metrics, queue = self.websocket.send, self.metrics, self._queue
-        batches = self._batches
+        send, queue, batches = self.websocket.send, self._queue, self._batches
         try:
             while queue:
                 frames, size = queue[0]
@@ -347,11 +346,9 @@ class Connection:
                             await send({"type": "websocket.send", "text": frame})
                         else:
                             await send({"type": "websocket.send", "bytes": frame})
-                metrics.bytes_out += size
                 self._pending_bytes -= size
                 del queue[0]
-                metrics.messages_out += 1
-                self._written += 1
+                self._wrote(1, size)
                 if self._written >= self._drain_target:
                     self._wake_reader()
         except asyncio.CancelledError:
