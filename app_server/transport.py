@@ -133,27 +133,27 @@ class _Flag:
     """What uvicorn uses of an ``asyncio.Event`` (``set``, ``clear``, ``is_set``, ``wait``),
     with its list of waiters made only when someone waits."""
 
-    __slots__ = ("_set", "_waiters")
+    __slots__ = ("_on", "_waiters")
 
     def __init__(self) -> None:
-        self._set = False
+        self._on = False
         self._waiters: list[asyncio.Future[None]] | None = None
 
     def is_set(self) -> bool:
-        return self._set
+        return self._on
 
     def set(self) -> None:
-        self._set = True
+        self._on = True
         waiters, self._waiters = self._waiters, None
         for waiter in waiters or ():
             if not waiter.done():
                 waiter.set_result(None)
 
     def clear(self) -> None:
-        self._set = False
+        self._on = False
 
     async def wait(self) -> None:
-        if self._set:
+        if self._on:
             return
         waiter = asyncio.get_running_loop().create_future()
         if self._waiters is None:
