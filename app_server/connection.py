@@ -107,9 +107,9 @@ class Connection:
         self._drain_target = 0
         self._writer: asyncio.Task[None] | None = None
         self._corked = False  # while a request is handled: its replies are written together
+        # app_server's transport: a message's frames written at once, or sent in one message
         frames = websocket.scope.get("extensions", {}).get(FRAMES)
-        self._batches = frames is not None
-        self._write_now = None if frames is None else frames.get("write")
+        self._write_now = None if frames is None else frames["write"]
 
     def __repr__(self) -> str:
         return f"<Connection session={self.session.id} {self.state.value}>"
@@ -334,7 +334,7 @@ class Connection:
 
     async def _write(self) -> None:
         """Write what is queued, then end (``send`` starts another writer when needed)."""
-        send, queue, batches = self.websocket.send, self._queue, self._batches
+        send, queue, batches = self.websocket.send, self._queue, self._write_now is not None
         try:
             while queue:
                 frames, size = queue[0]

@@ -43,6 +43,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import bokeh
+
 from .client import BenchSession
 from .servers import (
     APPS_DIR,
@@ -287,12 +289,6 @@ def run(args: argparse.Namespace) -> Breakdown:
         )
 
 
-def _bokeh_version() -> str:
-    import bokeh
-
-    return str(bokeh.__version__)
-
-
 def _json(result: Breakdown, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "server": args.server,
@@ -301,7 +297,7 @@ def _json(result: Breakdown, args: argparse.Namespace) -> dict[str, Any]:
         "warmup": args.warmup,
         "frames": args.frames,
         "python": platform.python_version(),
-        "bokeh": _bokeh_version(),
+        "bokeh": bokeh.__version__,
         **asdict(result),
         "total": result.total,
         "above_document": result.above_document,
@@ -326,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args)
     compression = "on" if args.compression else "off"
     title = f"{args.server}, {args.app}.py, compression {compression}, Python "
-    title += f"{platform.python_version()}, bokeh {_bokeh_version()}"
+    title += f"{platform.python_version()}, bokeh {bokeh.__version__}"
     print(format_breakdown(result, title))
     if args.json:
         args.json.write_text(json.dumps(_json(result, args), indent=2) + "\n")

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import gc
 import os
-from typing import Any
+from typing import Any, TypeVar
 
 from uvicorn.config import Config
 from uvicorn.server import ServerState
@@ -52,13 +52,22 @@ def handshake(path: str = "/ws", extra: str = "") -> bytes:
     ).encode()
 
 
-def websocket_protocol(app: Any) -> tuple[WebSocketProtocol, RecordingTransport]:
-    config = Config(app=app, ws_ping_interval=None, log_level="warning")
-    config.load()
-    protocol = WebSocketProtocol(config=config, server_state=ServerState(), app_state={})
+P = TypeVar("P", HttpProtocol, WebSocketProtocol)
+
+
+def connected(protocol_class: type[P], app: Any, **config: Any) -> tuple[P, RecordingTransport]:
+    """An instance of one of app_server's uvicorn protocol classes, connected to a recording
+    transport, serving ``app`` with uvicorn's ``config``."""
+    uvicorn_config = Config(app=app, log_level="warning", **config)
+    uvicorn_config.load()
+    protocol = protocol_class(config=uvicorn_config, server_state=ServerState(), app_state={})
     transport = RecordingTransport()
     protocol.connection_made(transport)
     return protocol, transport
+
+
+def websocket_protocol(app: Any) -> tuple[WebSocketProtocol, RecordingTransport]:
+    return connected(WebSocketProtocol, app, ws_ping_interval=None)
 
 
 async def test_a_message_s_frames_go_out_in_one_write() -> None:
@@ -156,12 +165,7 @@ async def test_a_close_the_peer_never_answers_aborts_the_transport() -> None:
 
 
 def http_protocol(app: Any) -> tuple[HttpProtocol, RecordingTransport]:
-    config = Config(app=app, h11_max_incomplete_event_size=1024, log_level="warning")
-    config.load()
-    protocol = HttpProtocol(config=config, server_state=ServerState(), app_state={})
-    transport = RecordingTransport()
-    protocol.connection_made(transport)
-    return protocol, transport
+    return connected(HttpProtocol, app, h11_max_incomplete_event_size=1024)
 
 
 async def test_a_request_head_over_the_limit_gets_431_before_it_is_parsed() -> None:
