@@ -42,7 +42,7 @@ from .protocol import CloseCode
 from .requests import SessionRequest
 from .session import Peer, ServerSession
 from .timing import CallbackTimer
-from .tokens import Token
+from .tokens import Token, token_payload
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -160,7 +160,8 @@ class AppSessionContext(SessionContext):
     ) -> None:
         super().__init__(server_context, ID(session_id))
         self._document = document
-        self._token = token
+        self._token_text = token.text  # its payload is decoded again when asked for, as in Bokeh
+        self._user = token.user
         self._request = request
         self._logout_url = logout_url
         self._session: ServerSession | None = None
@@ -183,7 +184,7 @@ class AppSessionContext(SessionContext):
 
     @property
     def token_payload(self) -> dict[str, Any]:
-        return dict(self._token.payload)
+        return token_payload(self._token_text)
 
     @property
     def logout_url(self) -> str | None:
@@ -192,7 +193,7 @@ class AppSessionContext(SessionContext):
     @property
     def user(self) -> str | None:
         """The authenticated user (auth module or ASGI middleware), if any."""
-        return self._token.user
+        return self._user
 
     def block_expiration(self) -> None:
         """Keep the session alive (Panel calls this on each of ``server_context.sessions``)."""

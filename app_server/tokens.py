@@ -23,7 +23,14 @@ from bokeh.util.token import generate_jwt_token, generate_session_id
 
 from .settings import Settings
 
-__all__ = ["Token", "new_session_id", "new_token", "read_session_id", "read_token"]
+__all__ = [
+    "Token",
+    "new_session_id",
+    "new_token",
+    "read_session_id",
+    "read_token",
+    "token_payload",
+]
 
 # the key under which Bokeh stores the zlib-compressed request in a token's JSON
 _ZLIB_KEY = "__bk__zlib_"
@@ -108,26 +115,45 @@ def read_session_id(session_id: str, settings: Settings) -> Token:
 
 def read_token(text: str, settings: Settings) -> Token:
     """Decode and verify ``text``; an expired token is reported, not refused, here."""
-    base, _, _ = text.partition(".")
     try:
-        claims = json.loads(_b64decode(base))
+        claims = _claims(text)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return Token(text, problem="the token is not a valid Bokeh session token")
-    session_id = claims.pop("session_id", None) if isinstance(claims, dict) else None
+    session_id = claims.pop("session_id", None)
     if not isinstance(session_id, str) or not session_id:
         return Token(text, problem="the token names no session")
     if not _signed(text, settings) or not _signed(session_id, settings):
         return Token(text, problem="the token's signature is invalid")
-    packed = claims.pop(_ZLIB_KEY, None)
-    if packed is not None:
-        try:
-            request = _inflate(_b64decode(packed))
-            claims.update(json.loads(request, object_hook=_bytes_hook))
-        except (ValueError, TypeError, binascii.Error, zlib.error, UnicodeDecodeError):
-            return Token(text, problem="the token's request data is corrupt")
-        except OverflowError:
-            return Token(text, problem=f"the token's request is over {MAX_TOKEN_REQUEST} bytes")
+    try:
+        _inflate_request(claims)
+    except (ValueError, TypeError, binascii.Error, zlib.error, UnicodeDecodeError):
+        return Token(text, problem="the token's request data is corrupt")
+    except OverflowError:
+        return Token(text, problem=f"the token's request is over {MAX_TOKEN_REQUEST} bytes")
     expiry = claims.get("session_expiry")
     if not isinstance(expiry, int | float):
         return Token(text, problem="the token has no session expiry")
     return Token(text, session_id, claims, expired=time.time() >= expiry)
+
+
+def token_payload(text: str) -> dict[str, Any]:
+    """The payload of a token :func:`read_token` accepted, decoded again: what a session keeps
+    is the token's text, as Bokeh does, not its decoded request (a kilobyte or more)."""
+    claims = _claims(text)
+    claims.pop("session_id", None)
+    _inflate_request(claims)
+    return claims
+
+
+def _claims(text: str) -> dict[str, Any]:
+    claims = json.loads(_b64decode(text.partition(".")[0]))
+    if not isinstance(claims, dict):
+        raise ValueError("a token's claims are a JSON object")
+    return claims
+
+
+def _inflate_request(claims: dict[str, Any]) -> None:
+    """Replace the compressed request Bokeh puts in a token by what it holds."""
+    packed = claims.pop(_ZLIB_KEY, None)
+    if packed is not None:
+        claims.update(json.loads(_inflate(_b64decode(packed)), object_hook=_bytes_hook))

@@ -16,6 +16,7 @@ from app_server.tokens import (
     new_token,
     read_session_id,
     read_token,
+    token_payload,
 )
 
 SIGNED = Settings(sign_sessions=True, secret_key="k" * 32)
@@ -44,6 +45,12 @@ def test_a_new_token_knows_what_it_carries() -> None:
     expiry = read.payload["session_expiry"]
     assert abs(expiry - token.payload["session_expiry"]) <= 1  # the clock may tick between
     assert dict(read.payload) == {**token.payload, "session_expiry": expiry}
+
+
+def test_a_session_s_payload_is_decoded_again_from_its_text_as_bokeh_does() -> None:
+    token = new_token(new_session_id(SIGNED), SIGNED, {"user": "bob", **REQUEST})
+    assert token_payload(token.text) == get_token_payload(token.text)
+    assert token_payload(token.text) == dict(read_token(token.text, SIGNED).payload)
 
 
 def bokeh_token(claims: dict, signature: str = "") -> str:
