@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import uvicorn
 from websockets.exceptions import WebSocketException
 
 from app_server import protocol
-from app_server.cli import _parser, settings_from_args
+from app_server.cli import _GracefulServer, _parser, settings_from_args
 from tests.conftest import EXAMPLES
 from tests.servers import run_app_server
 from tests.wsclient import BokehSocket, fetch_token
@@ -62,6 +65,31 @@ def test_a_bad_setup_exits_with_a_message_that_says_what_to_do() -> None:
     assert "BOKEH_SECRET_KEY" in result.stderr
     missing = run_cli("serve", "/nowhere/app.py")
     assert missing.returncode == 2 and "no Bokeh application" in missing.stderr
+
+
+async def test_the_main_loop_sleeps_until_told_to_stop() -> None:
+    """uvicorn's main loop wakes ten times a second to look at should_exit; ours once a
+    second (the date header), and a stop from another thread wakes it at once."""
+    server = _GracefulServer(uvicorn.Config(app=None), app_server=None)  # type: ignore[arg-type]
+    ticks: list[int] = []
+    on_tick = server.on_tick
+
+    async def counted(counter: int) -> bool:
+        ticks.append(counter)
+        return await on_tick(counter)
+
+    server.on_tick = counted  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    running = loop.create_task(server.main_loop())
+    await asyncio.sleep(0.3)
+    assert len(ticks) == 1, "one tick at start, then asleep (uvicorn's would have ticked 3 times)"
+    stopper = threading.Thread(target=setattr, args=(server, "should_exit", True))
+    stopper.start()
+    await asyncio.wait_for(running, 5)
+    stopper.join()
+    assert loop.time() - started < 0.95, "woken by the stop, before the next second's tick"
+    assert all(count % 10 == 0 for count in ticks), "each tick refreshes the date header"
 
 
 async def test_several_worker_processes_serve_sessions() -> None:
