@@ -12,7 +12,7 @@ import asyncio
 import enum
 import logging
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from . import protocol
@@ -55,6 +55,16 @@ def _start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
     if sys.version_info >= (3, 12):
         return asyncio.Task(coro, loop=loop, eager_start=True)
     return loop.create_task(coro)
+
+
+def _release_handshake(scope: MutableMapping[str, Any]) -> None:
+    """Empty the handshake's headers and subprotocols (the token, again) in the scope: read by
+    admission only, they would be held for the websocket's life (~1.8 KB). Only under
+    app_server's transport, whose server holds no middleware of a host that might read them."""
+    for key in ("headers", "subprotocols"):
+        value = scope.get(key)
+        if isinstance(value, list):
+            value.clear()
 
 
 class Connection:
@@ -126,6 +136,8 @@ class Connection:
             raise RuntimeError(f"expected state {ConnectionState.OPENING}, got {self.state}")
         session = self.session
         await self.websocket.accept(subprotocol="bokeh")
+        if self._write_now is not None:
+            _release_handshake(self.websocket.scope)
         self.state = ConnectionState.OPEN
         self._task = asyncio.current_task()
         self._registry.add(self)

@@ -262,6 +262,18 @@ async def test_a_request_s_replies_go_out_in_one_write(compression: str | None) 
         await ws.close()
 
 
+async def test_an_open_websocket_holds_no_handshake_headers_under_app_server_s_transport() -> None:
+    """Admission reads the headers and the token's subprotocol once; then they are let go."""
+    for ws_class, released in ((WebSocketProtocol, True), ("websockets-sansio", False)):
+        async with serving(hello, ws=ws_class) as served:
+            ws, connection = await served.open(additional_headers={"Cookie": "big=" + "x" * 4000})
+            request = connection.session.document.session_context.request
+            assert request.cookies["big"] == "x" * 4000, "the app still has what it was sent"
+            scope = connection.websocket.scope
+            assert (scope["headers"] == [] and scope["subprotocols"] == []) == released
+            await ws.close()
+
+
 async def test_closed_websockets_leave_no_connection_or_protocol_behind() -> None:
     """What a websocket holds (its Connection, app_server's uvicorn protocol object, the
     session) is garbage once it has closed and its session is discarded."""
