@@ -84,7 +84,7 @@ async def test_a_message_s_frames_go_out_in_one_write() -> None:
     protocol.data_received(handshake())
     await asyncio.sleep(0.05)
     assert FRAMES in seen["extensions"]
-    assert not hasattr(protocol, "request") and not hasattr(protocol, "response"), "let go"
+    assert protocol.response is None, "the handshake response is let go once sent"
     handshake_reply, message = transport.writes
     assert handshake_reply.startswith(b"HTTP/1.1 101")
     assert message == b"\x81\x11" + b'{"msgtype":"ACK"}' + b"\x81\x02{}" + b"\x81\x02{}", (
@@ -200,7 +200,7 @@ async def test_a_request_head_that_ends_within_the_limit_is_served() -> None:
 def test_frames_are_those_websockets_writes_for_a_server_without_extensions() -> None:
     from websockets.protocol import Protocol, Side, State
 
-    from app_server.transport import _unmasked_frames
+    from app_server.websocket import unmasked_frames
 
     frames: list[str | bytes] = []
     for size in (0, 1, 125, 126, 127, 65535, 65536, 70000):
@@ -211,4 +211,4 @@ def test_frames_are_those_websockets_writes_for_a_server_without_extensions() ->
             reference.send_text(frame.encode())
         else:
             reference.send_binary(frame)
-    assert b"".join(_unmasked_frames(frames)) == b"".join(reference.data_to_send())
+    assert b"".join(unmasked_frames(frames)) == b"".join(reference.data_to_send())
