@@ -25,6 +25,7 @@ import logging
 import os
 import random
 import struct
+import weakref
 from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import unquote
@@ -113,11 +114,9 @@ class WebSocketProtocol(asyncio.Protocol):
         "handshake_initiated",
         "inbox",
         "initial_response",
-        "last_ping_rtt",
+        "keepalive",
         "loop",
         "pending_ping",
-        "ping_sent_at",
-        "ping_timer",
         "pong_timer",
         "read_paused",
         "receiving",
@@ -172,11 +171,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self.initial_response: tuple[int, list[tuple[str, str]], bytes] | None = None
         self.close_timer: asyncio.TimerHandle | None = None
         self.close_timeout = WEBSOCKET_CLOSE_TIMEOUT
-        self.ping_timer: asyncio.TimerHandle | None = None
-        self.pong_timer: asyncio.TimerHandle | None = None
+        self.keepalive: _Keepalive | None = None  # while it waits for its next ping
+        self.pong_timer: asyncio.TimerHandle | None = None  # while a ping waits for its pong
         self.pending_ping: bytes | None = None
-        self.ping_sent_at = 0.0
-        self.last_ping_rtt = 0.0
         self.fragments: list[bytes] | None = None  # a fragmented message's frames so far
         self.fragment_is_text = False
         # websockets reads WEBSOCKETS_MAX_LINE_LENGTH (8 KiB) once, at import: a cookie or
@@ -346,7 +343,6 @@ class WebSocketProtocol(asyncio.Protocol):
     def _handle_pong(self, frame: Frame) -> None:
         if self.pending_ping is None or bytes(frame.data) != self.pending_ping:
             return  # unsolicited, or an answer to an earlier ping
-        self.last_ping_rtt = self.loop.time() - self.ping_sent_at
         self.pending_ping = None
         if self.pong_timer is not None:
             self.pong_timer.cancel()
@@ -633,25 +629,24 @@ class WebSocketProtocol(asyncio.Protocol):
             self._schedule_ping()
 
     def _schedule_ping(self) -> None:
-        delay = max(0.0, (self.config.ws_ping_interval or 0) - self.last_ping_rtt)
-        self.ping_timer = self.loop.call_later(delay, self._send_ping)
+        self.keepalive = _keepalive_of(self.loop, self.config.ws_ping_interval or 0)
+        self.keepalive.add(self)
 
     def _stop_keepalive(self) -> None:
-        if self.ping_timer is not None:
-            self.ping_timer.cancel()
-            self.ping_timer = None
+        if self.keepalive is not None:
+            self.keepalive.discard(self)
+            self.keepalive = None
         if self.pong_timer is not None:
             self.pong_timer.cancel()
             self.pong_timer = None
         self.pending_ping = None
 
     def _send_ping(self) -> None:
-        self.ping_timer = None
+        self.keepalive = None
         if self.close_sent or self.transport.is_closing():
             return
         # a random payload tells this ping's pong from an unsolicited or a late one
         self.pending_ping = struct.pack("!I", random.getrandbits(32))
-        self.ping_sent_at = self.loop.time()
         self.conn.send_ping(self.pending_ping)
         self._flush()
         timeout = self.config.ws_ping_timeout
@@ -673,3 +668,54 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+
+
+class _Keepalive:
+    """The keepalive pings of a loop's websockets, on one timer, where each had its own
+    (a ``TimerHandle`` and a place in the loop's heap, ~0.5 KB): as every websocket waits the
+    same interval, they come due in the order they were added, as a dict keeps them."""
+
+    __slots__ = ("due", "interval", "loop", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        self.loop = loop
+        self.interval = interval
+        self.due: dict[WebSocketProtocol, float] = {}  # in the order they come due
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, protocol: WebSocketProtocol) -> None:
+        """Ping ``protocol`` one interval from now."""
+        self.due.pop(protocol, None)
+        when = self.due[protocol] = self.loop.time() + self.interval
+        if self.timer is None:
+            self.timer = self.loop.call_at(when, self._fire)
+
+    def discard(self, protocol: WebSocketProtocol) -> None:
+        self.due.pop(protocol, None)
+
+    def _fire(self) -> None:
+        self.timer = None
+        now, due = self.loop.time() + 0.001, self.due  # the loop may fire a timer that early
+        while due:
+            protocol, when = next(iter(due.items()))
+            if when > now:
+                self.timer = self.loop.call_at(when, self._fire)
+                return
+            del due[protocol]
+            try:
+                protocol._send_ping()
+            except Exception:  # one broken connection does not stop the others' pings
+                log.exception("%s - sending a keepalive ping failed", protocol._peer())
+
+
+_keepalives: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, _Keepalive]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _keepalive_of(loop: asyncio.AbstractEventLoop, interval: float) -> _Keepalive:
+    by_interval = _keepalives.setdefault(loop, {})
+    keepalive = by_interval.get(interval)
+    if keepalive is None:
+        keepalive = by_interval[interval] = _Keepalive(loop, interval)
+    return keepalive

@@ -122,19 +122,27 @@ async def test_pings_keep_an_answering_client_and_drop_a_silent_one() -> None:
             await asyncio.sleep(0.5)
             await answering.send("still here")
             assert await answering.recv() == "still here"
-        # a peer that completes the handshake, then never reads nor answers
+        # peers that complete the handshake, then never answer: each is pinged (one timer
+        # serves them all), then dropped with 1011 when its pong is overdue
         host, port = url.removeprefix("ws://").split("/")[0].split(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
-        data = await asyncio.wait_for(reader.read(), 5)  # until the server ends the connection
-        assert data.startswith(b"\x89"), "a ping came first"
-        assert b"\x88" in data, "then a close (1011), and the connection ended"
-        writer.close()
+        endings = await asyncio.gather(*(silent_peer(host, int(port)) for _ in range(3)))
+        for data in endings:
+            assert data.startswith(b"\x89"), "a ping came first"
+            assert b"\x88\x18\x03\xf3keepalive ping timeout" in data, "then a close (1011)"
+
+
+async def silent_peer(host: str, port: int) -> bytes:
+    """Everything the server sends a peer that never answers, until it ends the connection."""
+    reader, writer = await asyncio.open_connection(host, port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return data
 
 
 async def test_an_app_may_refuse_the_handshake_with_an_http_response() -> None:
