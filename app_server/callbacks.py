@@ -95,7 +95,7 @@ class CallbackScheduler:
         self._loop = loop
         self._thread_id = threading.get_ident()
         self._handles: dict[SessionCallback, asyncio.Handle | asyncio.Task[None]] = {}
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Task[None]] | None = None  # made when a callback first runs
         self._closed = False
 
     def add(self, callback: SessionCallback) -> None:
@@ -116,7 +116,7 @@ class CallbackScheduler:
         for handle in self._handles.values():
             handle.cancel()
         self._handles.clear()
-        for task in self._running:
+        for task in self._running or ():
             task.cancel()
 
     @property
@@ -148,6 +148,8 @@ class CallbackScheduler:
         if self._handles.pop(callback, None) is None:
             return
         task = self._loop.create_task(self._invoke(callback))
+        if self._running is None:
+            self._running = set()
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 

@@ -4,11 +4,9 @@ and what the process holds on the server's behalf (memory policy, page caches)."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -51,9 +49,21 @@ def _auth_provider(settings: Settings) -> AuthProvider:
 
 @dataclass(eq=False)  # hashed by identity: kept in a set
 class Arrival:
-    """A websocket being admitted; ``connection`` once it has one."""
+    """A websocket being admitted, among ``arrivals`` while its ``with`` block runs;
+    ``connection`` once it has one."""
 
-    connection: Connection | None = None
+    __slots__ = ("arrivals", "connection")
+
+    def __init__(self, arrivals: set[Arrival]) -> None:
+        self.arrivals = arrivals
+        self.connection: Connection | None = None
+
+    def __enter__(self) -> Arrival:
+        self.arrivals.add(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.arrivals.discard(self)
 
     @property
     def settled(self) -> bool:
@@ -119,15 +129,11 @@ class AppServer:
         """Serving: started, and not yet shutting down (what /readyz reports)."""
         return self.state is ServerState.STARTED and not (self.stopping or self.draining)
 
-    @contextlib.contextmanager
-    def arrival(self) -> Iterator[Arrival]:
-        """Track a websocket from its handshake on, so the drain can let it settle first."""
-        arrival = Arrival()
-        self.arrivals.add(arrival)
-        try:
-            yield arrival
-        finally:
-            self.arrivals.discard(arrival)
+    def arrival(self) -> Arrival:
+        """Track a websocket from its handshake on (``with``), so the drain can let it settle
+        first. Not a generator-based context manager: this one is held for the websocket's
+        life, and a generator's frame is three times its size."""
+        return Arrival(self.arrivals)
 
     async def settle(self, timeout: float = SETTLE_TIMEOUT) -> bool:
         """Wait until every websocket still arriving has its session's document, so a page

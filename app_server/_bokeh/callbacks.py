@@ -29,35 +29,47 @@ _WRAPPED = ("trigger_on_change", "notify_event", "trigger_event")
 def time_handlers(document: Document, timed: Timed) -> None:
     """Run every handler ``document``'s models and the document itself hold through ``timed``."""
     manager = document.callbacks
-    trigger_on_change = manager.trigger_on_change
-    notify_event = manager.notify_event
-    trigger_event = manager.trigger_event
+    wrappers = _TimedHandlers(manager, timed)
+    setattr(manager, "trigger_on_change", wrappers.trigger_on_change)  # noqa: B010
+    setattr(manager, "notify_event", wrappers.notify_event)  # noqa: B010
+    setattr(manager, "trigger_event", wrappers.trigger_event)  # noqa: B010
 
-    def timed_trigger_on_change(event: Any) -> None:
+
+class _TimedHandlers:
+    """One document's three wrappers: an object with slots and its bound methods, a third of
+    what three closures and their cells hold for every session."""
+
+    __slots__ = ("manager", "run_document_event", "run_model_event", "run_on_change", "timed")
+
+    def __init__(self, manager: Any, timed: Timed) -> None:
+        self.manager = manager
+        self.timed = timed
+        self.run_on_change = manager.trigger_on_change
+        self.run_model_event = manager.notify_event
+        self.run_document_event = manager.trigger_event
+
+    def trigger_on_change(self, event: Any) -> None:
         model, attr = getattr(event, "model", None), getattr(event, "attr", None)
         handlers = getattr(model, "_callbacks", {}).get(attr) if attr else None
-        if not handlers or manager.hold_value is not None:
-            return trigger_on_change(event)
+        if not handlers or self.manager.hold_value is not None:
+            return self.run_on_change(event)  # type: ignore[no-any-return]
         what = f"on_change handler of {type(model).__name__}.{attr}"
-        return timed(partial(trigger_on_change, event), what, list(handlers))  # type: ignore[no-any-return]
+        return self.timed(partial(self.run_on_change, event), what, list(handlers))  # type: ignore[no-any-return]
 
-    def timed_notify_event(model: Any, event: Any, invoker: Callable[[], None]) -> None:
+    def notify_event(self, model: Any, event: Any, invoker: Callable[[], None]) -> None:
         handlers = getattr(model, "_event_callbacks", {}).get(event.event_name)
         if not handlers:
-            return notify_event(model, event, invoker)
+            return self.run_model_event(model, event, invoker)  # type: ignore[no-any-return]
         what = f"on_event handler of {type(model).__name__} {event.event_name}"
-        return timed(partial(notify_event, model, event, invoker), what, list(handlers))  # type: ignore[no-any-return]
+        call = partial(self.run_model_event, model, event, invoker)
+        return self.timed(call, what, list(handlers))  # type: ignore[no-any-return]
 
-    def timed_trigger_event(event: Any) -> None:
-        handlers = manager.event_callbacks_for_event_name(event.event_name)
+    def trigger_event(self, event: Any) -> None:
+        handlers = self.manager.event_callbacks_for_event_name(event.event_name)
         if not handlers:
-            return trigger_event(event)
+            return self.run_document_event(event)  # type: ignore[no-any-return]
         what = f"document on_event handler of {event.event_name}"
-        return timed(partial(trigger_event, event), what, list(handlers))  # type: ignore[no-any-return]
-
-    setattr(manager, "trigger_on_change", timed_trigger_on_change)  # noqa: B010
-    setattr(manager, "notify_event", timed_notify_event)  # noqa: B010
-    setattr(manager, "trigger_event", timed_trigger_event)  # noqa: B010
+        return self.timed(partial(self.run_document_event, event), what, list(handlers))  # type: ignore[no-any-return]
 
 
 def untime_handlers(document: Document) -> None:
