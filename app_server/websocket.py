@@ -309,18 +309,21 @@ class WebSocketProtocol(asyncio.Protocol):
         self.server_state.tasks.add(task)
 
     def _handle_data(self, frame: Frame) -> None:
+        # websockets' parser holds the last frame it parsed until the next one arrives, which
+        # for an idle client may be never: it keeps the frame, not its data (an upload's MBs)
+        payload, frame.data = bytes(frame.data), b""
         if frame.opcode is not Opcode.CONT:
             self.fragment_is_text = frame.opcode is Opcode.TEXT
             self.fragments = None
         if not frame.fin:
             if self.fragments is None:
                 self.fragments = []
-            self.fragments.append(bytes(frame.data))
+            self.fragments.append(payload)
             return
         if self.fragments is None:
-            data = bytes(frame.data)
+            data = payload
         else:
-            self.fragments.append(bytes(frame.data))
+            self.fragments.append(payload)
             data = b"".join(self.fragments)
             self.fragments = None
         if self.close_sent:

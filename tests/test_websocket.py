@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import os
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -167,3 +169,31 @@ async def test_an_app_that_fails_before_accepting_answers_500() -> None:
         with pytest.raises(InvalidStatus) as refused:
             await connect(url)
     assert refused.value.response.status_code == 500
+
+
+async def test_a_large_message_is_not_held_once_the_app_has_taken_it() -> None:
+    """websockets' parser keeps the last frame it parsed until the next one arrives (for an
+    idle client, never): not its data, which may be an upload of megabytes."""
+    held: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        event = await receive()
+        assert len(event["bytes"]) == 8_000_000
+        del event
+        gc.collect()
+        held.append(tracemalloc.get_traced_memory()[0])
+        await send({"type": "websocket.send", "text": "taken"})
+        await receive()
+
+    upload = os.urandom(8_000_000)
+    tracemalloc.start()
+    try:
+        async with serving(app) as url, connect(url, max_size=None) as ws:
+            before = tracemalloc.get_traced_memory()[0]
+            await ws.send(upload)
+            assert await ws.recv() == "taken"
+    finally:
+        tracemalloc.stop()
+    assert held[0] - before < 1_000_000, f"{held[0] - before} bytes still held"
