@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 from bokeh.document import Document
 from bokeh.models import Div
 from starlette.applications import Starlette
@@ -35,6 +34,7 @@ from app_server.extensions import FRAMES
 from app_server.server import AppServer
 from app_server.tokens import new_session_id, new_token
 from app_server.transport import WebSocketProtocol
+from tests.servers import uvicorn_in_loop
 from tests.wsclient import BokehSocket
 
 
@@ -89,18 +89,8 @@ async def serving(
     app_code: Callable[[Document], None], ws: Any = "websockets-sansio", **options: object
 ) -> AsyncIterator[Served]:
     app = create_app({"/app": app_code}, **options)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws=ws)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    async with uvicorn_in_loop(app, ws=ws) as port:
         yield Served(app, f"ws://127.0.0.1:{port}/app/ws")
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10) -> None:

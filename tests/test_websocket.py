@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app_server.websocket import WebSocketProtocol
+from tests.servers import uvicorn_in_loop
 
 App = Callable[[Any, Any, Any], Awaitable[None]]
 
@@ -26,18 +26,8 @@ App = Callable[[Any, Any, Any], Awaitable[None]]
 @contextlib.asynccontextmanager
 async def serving(app: App, **config: Any) -> AsyncIterator[str]:
     """``app`` under uvicorn with app_server's websocket protocol; its ws:// URL."""
-    options = {"host": "127.0.0.1", "port": 0, "log_level": "warning", **config}
-    server = uvicorn.Server(uvicorn.Config(app, ws=WebSocketProtocol, **options))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    async with uvicorn_in_loop(app, ws=WebSocketProtocol, **config) as port:
         yield f"ws://127.0.0.1:{port}/ws"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
 
 
 def echo(received: list[Any]) -> App:
