@@ -8,7 +8,6 @@ import enum
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bokeh.util.paths import bokehjs_path
@@ -47,7 +46,6 @@ def _auth_provider(settings: Settings) -> AuthProvider:
     return AuthProvider(cookie_secret=secret)
 
 
-@dataclass(eq=False)  # hashed by identity: kept in a set
 class Arrival:
     """A websocket being admitted, among ``arrivals`` while its ``with`` block runs;
     ``connection`` once it has one."""

@@ -434,11 +434,9 @@ class WebSocketProtocol(asyncio.Protocol):
         if kind == "websocket.send" and FRAMES in message:
             await self._send_frames(message[FRAMES])
             return
-        if kind == "websocket.close" and self._open():
-            # the close frame goes behind what the transport holds, without waiting for the
-            # peer to read it; if the peer never does, the close timer aborts the transport
-            pass
-        elif not self.writable:
+        # a close frame goes behind what the transport holds, without waiting for the peer
+        # to read it; if the peer never does, the close timer aborts the transport
+        if not self.writable and not (kind == "websocket.close" and self._open()):
             await self._wait_writable()
         if self.disconnected:
             raise ClientDisconnected()
