@@ -4,6 +4,7 @@
 
     python -m bench.breakdown [-n 100] [--warmup 10] [--server app_server|bokeh]
                               [--app small|heavy] [--compression] [--top K] [--json PATH]
+                              [--waves W]
 
 It starts the server (``app-server serve`` or ``bokeh serve``) on a loopback port through
 ``bench/traced_launcher.py``, turns tracemalloc on in it once it is up (tracing the imports
@@ -21,6 +22,11 @@ every other bokeh module (models, properties, serialization), numpy, and the app
 is what has no component frame in its traceback (``--frames`` deep). Memory allocated before
 tracing started and freed during the run is not seen: the warm-up sessions, traced, take
 the first-session churn (lazy imports, caches) out of the figures.
+
+``--waves W`` measures what closed sessions leave behind instead: after a warm-up wave, W waves
+of N sessions are opened, closed and discarded (the server reaps them within a second), and
+the difference is divided by N x W: the growth per session per wave, exact where RSS (the
+bench's memory workload) moves by pages with the allocator.
 """
 
 from __future__ import annotations
@@ -93,13 +99,23 @@ COMPRESSION = {
     "bokeh": ["--websocket-compression-level", "6"],
 }
 SETTLE_S = 1.0  # after the last session, before a snapshot: the last replies are written
+# for --waves: closed sessions are discarded within a second, by both servers
+REAPING = ["--check-unused-sessions", "100", "--unused-session-lifetime", "300"]
+REAPING_APP_SERVER = ["--disconnected-session-lifetime", "300"]
+DISCARD_S = 2.5  # after a wave has closed, before the next one: its sessions are discarded
 
 
 # -- the server under tracemalloc -----------------------------------------------------------------
 
 
 def server_command(
-    server: str, app: Path, port: int, snapshots: Path, frames: int, compression: bool
+    server: str,
+    app: Path,
+    port: int,
+    snapshots: Path,
+    frames: int,
+    compression: bool,
+    reaping: bool = False,
 ) -> list[str]:
     """The server's own ``serve`` command line, run by the traced launcher."""
     launcher = [sys.executable, "-m", "bench.traced_launcher", "--frames", str(frames)]
@@ -107,6 +123,8 @@ def server_command(
     serve += ["--log-level", "warning"]
     if compression:
         serve += COMPRESSION[server]
+    if reaping:
+        serve += REAPING + (REAPING_APP_SERVER if server == "app_server" else [])
     return [*launcher, str(snapshots), SERVER_MODULES[server], *serve]
 
 
@@ -174,6 +192,40 @@ async def measure(
         for session in opened:
             with contextlib.suppress(Exception):
                 await session.close()
+
+
+async def measure_waves(
+    server: ServerProcess,
+    app: str,
+    snapshots: Path,
+    sessions: int,
+    waves: int,
+    warmup: int,
+    deflate: bool,
+) -> tuple[Path, Path]:
+    """Start tracing, run a warm-up wave, snapshot, run ``waves`` waves of ``sessions``
+    (opened, closed, discarded), snapshot: the difference is what closed sessions left."""
+
+    async def wave(count: int) -> None:
+        opened: list[BenchSession] = []
+        try:
+            for _ in range(count):
+                session = await BenchSession.open(server.base_url, app, deflate=deflate)
+                opened.append(session)
+                await session.pull()
+        finally:
+            for session in opened:
+                with contextlib.suppress(Exception):
+                    await session.close()
+        await asyncio.sleep(DISCARD_S)
+
+    await _signal_and_wait(server, signal.SIGUSR2, tracing_path(snapshots))
+    await wave(max(warmup, 1))
+    before = await take_snapshot(server, snapshots, 0)
+    for _ in range(waves):
+        await wave(sessions)
+    after = await take_snapshot(server, snapshots, 1)
+    return before, after
 
 
 # -- the breakdown --------------------------------------------------------------------------------
@@ -244,8 +296,13 @@ def breakdown(
     return result
 
 
-def format_breakdown(result: Breakdown, title: str) -> str:
-    lines = [title, f"per idle session, KB ({result.sessions} sessions):"]
+def format_breakdown(result: Breakdown, title: str, waves: int = 0) -> str:
+    if waves:
+        per = result.sessions // waves
+        heading = f"left per session per wave, KB ({waves} waves of {per} closed sessions):"
+    else:
+        heading = f"per idle session, KB ({result.sessions} sessions):"
+    lines = [title, heading]
     for component, kb in result.components.items():
         lines.append(f"  {component:16s} {kb:8.2f}")
     lines.append(f"  {'total':16s} {result.total:8.2f}")
@@ -275,15 +332,23 @@ def run(args: argparse.Namespace) -> Breakdown:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-breakdown-") as tmp:
         snapshots = Path(tmp)
-        command = server_command(args.server, app, port, snapshots, args.frames, args.compression)
+        command = server_command(
+            args.server, app, port, snapshots, args.frames, args.compression, bool(args.waves)
+        )
         with traced_server(command, port, label=args.server) as server:
-            before, after = asyncio.run(
-                measure(server, args.app, snapshots, args.n, args.warmup, args.compression)
-            )
+            if args.waves:
+                measured = measure_waves(
+                    server, args.app, snapshots, args.n, args.waves, args.warmup, args.compression
+                )
+            else:
+                measured = measure(
+                    server, args.app, snapshots, args.n, args.warmup, args.compression
+                )
+            before, after = asyncio.run(measured)
         return breakdown(
             tracemalloc.Snapshot.load(str(before)),
             tracemalloc.Snapshot.load(str(after)),
-            args.n,
+            args.n * max(args.waves, 1),
             app,
             args.top,
         )
@@ -295,6 +360,7 @@ def _json(result: Breakdown, args: argparse.Namespace) -> dict[str, Any]:
         "app": args.app,
         "compression": args.compression,
         "warmup": args.warmup,
+        "waves": args.waves,
         "frames": args.frames,
         "python": platform.python_version(),
         "bokeh": bokeh.__version__,
@@ -316,14 +382,17 @@ def main(argv: list[str] | None = None) -> int:
         "--frames", type=int, default=12, help="traceback depth (deeper: slower, other ~0 already)"
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
+    parser.add_argument(
+        "--waves", type=int, default=0, metavar="W", help="what W waves of N closed sessions leave"
+    )
     args = parser.parse_args(argv)
-    if args.n < 1 or args.warmup < 0:
-        parser.error("-n must be at least 1 and --warmup at least 0")
+    if args.n < 1 or args.warmup < 0 or args.waves < 0:
+        parser.error("-n must be at least 1, --warmup and --waves at least 0")
     result = run(args)
     compression = "on" if args.compression else "off"
     title = f"{args.server}, {args.app}.py, compression {compression}, Python "
     title += f"{platform.python_version()}, bokeh {bokeh.__version__}"
-    print(format_breakdown(result, title))
+    print(format_breakdown(result, title, args.waves))
     if args.json:
         args.json.write_text(json.dumps(_json(result, args), indent=2) + "\n")
     return 0

@@ -62,3 +62,15 @@ def test_memory_breakdown_of_app_server(tmp_path: Path) -> None:
     assert figures["components"]["document"] > 0
     assert figures["components"]["app_server"] > 0
     assert figures["total"] == pytest.approx(sum(figures["components"].values()))
+
+
+def test_memory_left_by_waves_of_closed_sessions(tmp_path: Path) -> None:
+    """``python -m bench.breakdown --waves``: what closed and discarded sessions leave, per
+    session per wave; a fraction of a session (~250 KB), never a whole one."""
+    out = tmp_path / "waves.json"
+    assert breakdown.main(["-n", "3", "--waves", "2", "--warmup", "1", "--json", str(out)]) == 0
+
+    figures = json.loads(out.read_text())
+    assert figures["waves"] == 2 and figures["sessions"] == 6
+    assert list(figures["components"]) == list(breakdown.COMPONENTS)
+    assert figures["total"] < 100, "a closed session's document was left behind"
