@@ -167,6 +167,23 @@ async def take_snapshot(server: ServerProcess, snapshots: Path, index: int) -> P
     return await _signal_and_wait(server, signal.SIGUSR1, snapshot_path(snapshots, index))
 
 
+async def _open(
+    server: ServerProcess, app: str, count: int, deflate: bool, opened: list[BenchSession]
+) -> None:
+    """Open ``count`` sessions into ``opened``, one at a time: nothing transient is in flight
+    at a snapshot."""
+    for _ in range(count):
+        session = await BenchSession.open(server.base_url, app, deflate=deflate)
+        opened.append(session)
+        await session.pull()
+
+
+async def _close(opened: list[BenchSession]) -> None:
+    for session in opened:
+        with contextlib.suppress(Exception):
+            await session.close()
+
+
 async def measure(
     server: ServerProcess, app: str, snapshots: Path, sessions: int, warmup: int, deflate: bool
 ) -> tuple[Path, Path]:
@@ -174,24 +191,15 @@ async def measure(
     all stay open until both snapshots are taken, so the difference is what idle sessions
     hold."""
     opened: list[BenchSession] = []
-
-    async def open_sessions(count: int) -> None:
-        for _ in range(count):  # one at a time: nothing transient is in flight at a snapshot
-            session = await BenchSession.open(server.base_url, app, deflate=deflate)
-            opened.append(session)
-            await session.pull()
-
     try:
         await _signal_and_wait(server, signal.SIGUSR2, tracing_path(snapshots))
-        await open_sessions(warmup)
+        await _open(server, app, warmup, deflate, opened)
         before = await take_snapshot(server, snapshots, 0)
-        await open_sessions(sessions)
+        await _open(server, app, sessions, deflate, opened)
         after = await take_snapshot(server, snapshots, 1)
         return before, after
     finally:
-        for session in opened:
-            with contextlib.suppress(Exception):
-                await session.close()
+        await _close(opened)
 
 
 async def measure_waves(
@@ -209,14 +217,9 @@ async def measure_waves(
     async def wave(count: int) -> None:
         opened: list[BenchSession] = []
         try:
-            for _ in range(count):
-                session = await BenchSession.open(server.base_url, app, deflate=deflate)
-                opened.append(session)
-                await session.pull()
+            await _open(server, app, count, deflate, opened)
         finally:
-            for session in opened:
-                with contextlib.suppress(Exception):
-                    await session.close()
+            await _close(opened)
         await asyncio.sleep(DISCARD_S)
 
     await _signal_and_wait(server, signal.SIGUSR2, tracing_path(snapshots))
