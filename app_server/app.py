@@ -65,7 +65,7 @@ def _routes(server: AppServer) -> list[BaseRoute]:
     # before any app's own /static: Bokeh names extension scripts under the server's root
     routes: list[BaseRoute] = [Mount(prefix + "/static/extensions", ExtensionStaticFiles())]
     for route, context in server.contexts.items():
-        base = prefix + ("" if route == "/" else route)
+        base = _base(prefix, route)
         page = partial(compile_failures_as_pages(pages.page), server=server, context=context)
         routes += [  # its websocket, base + "/ws", is served by _StartOnFirstRequest
             Route(base or "/", page, name=f"page:{route}"),
@@ -110,16 +110,19 @@ def _routes(server: AppServer) -> list[BaseRoute]:
     return routes
 
 
+def _base(prefix: str, route: str) -> str:
+    """An app's base path: its page is there, its websocket at ``<base>/ws``."""
+    return prefix + ("" if route == "/" else route)
+
+
 _WebSocketEndpoint = Callable[[WebSocket], Awaitable[None]]
 
 
 def _websockets(server: AppServer) -> dict[str, _WebSocketEndpoint]:
-    """Each app's websocket endpoint by its path (``<prefix><route>/ws``)."""
+    """Each app's websocket endpoint by its path."""
     prefix = server.settings.prefix
     return {
-        prefix + ("" if route == "/" else route) + "/ws": partial(
-            websocket_endpoint, server=server, context=context
-        )
+        _base(prefix, route) + "/ws": partial(websocket_endpoint, server=server, context=context)
         for route, context in server.contexts.items()
     }
 

@@ -640,11 +640,6 @@ def _dev_worker(sockets: list[socket.socket] | None = None) -> None:
 TICKS_PER_SECOND = 10  # uvicorn's main loop counts its 0.1 s ticks; on_tick reads the count
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
 # uvicorn's HTTP connections (and app_server.transport's, their subclass); not its websockets
 _HTTP_PROTOCOLS = (H11Protocol, HttpToolsProtocol)
 
@@ -666,7 +661,8 @@ class _GracefulServer(uvicorn.Server):
     """
 
     announce: Sequence[str] = ()  # each app's URL, logged once it serves
-    _stop: asyncio.Future[None] | None = None  # what the main loop waits on between ticks
+    # what the main loop waits on between ticks, and its loop (a stop may come from a thread)
+    _stopping: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
     def __init__(self, config: uvicorn.Config, app_server: AppServer, delay: int = 0) -> None:
         super().__init__(config)
@@ -681,22 +677,22 @@ class _GracefulServer(uvicorn.Server):
     def should_exit(self, value: bool) -> None:
         """Set from a signal handler, a thread, or a test: the main loop wakes at once."""
         self._should_exit = value
-        stop = self._stop
-        if value and stop is not None:
-            stop.get_loop().call_soon_threadsafe(_resolve, stop)
+        if value and self._stopping is not None:
+            loop, stop = self._stopping
+            loop.call_soon_threadsafe(stop.set)
 
     async def main_loop(self) -> None:
         """uvicorn's, woken by a stop or once a second for the date header, where uvicorn's
         polls ``should_exit`` ten times a second: an idle server's most frequent wake-up,
         each of which costs its CPU more than the check itself."""
-        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        self._stopping = (asyncio.get_running_loop(), stop)  # a stop before this: on_tick sees it
         counter = 0
         while not await self.on_tick(counter):
             counter = (counter + TICKS_PER_SECOND) % 864000  # on_tick's date: every 10th
-            self._stop = stop = loop.create_future()
-            if not self._should_exit:  # else it was set before there was a future to wake
-                await asyncio.wait((stop,), timeout=1.0)
-            self._stop = None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+        self._stopping = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)  # given sockets, uvicorn says nothing of where it runs

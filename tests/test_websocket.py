@@ -5,7 +5,6 @@ pings, both closing handshakes, size limits, fragments, compression and HTTP den
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import gc
 import os
@@ -18,6 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app_server.websocket import WebSocketProtocol
+from fuzz.rawws import RawWebSocket
 from tests.servers import uvicorn_in_loop
 
 App = Callable[[Any, Any, Any], Awaitable[None]]
@@ -116,24 +116,18 @@ async def test_pings_keep_an_answering_client_and_drop_a_silent_one() -> None:
             assert await answering.recv() == "still here"
         # peers that complete the handshake, then never answer: each is pinged (one timer
         # serves them all), then dropped with 1011 when its pong is overdue
-        host, port = url.removeprefix("ws://").split("/")[0].split(":")
-        endings = await asyncio.gather(*(silent_peer(host, int(port)) for _ in range(3)))
+        port = int(url.removeprefix("ws://").split("/")[0].split(":")[1])
+        endings = await asyncio.gather(*(silent_peer(port) for _ in range(3)))
         for data in endings:
             assert data.startswith(b"\x89"), "a ping came first"
             assert b"\x88\x18\x03\xf3keepalive ping timeout" in data, "then a close (1011)"
 
 
-async def silent_peer(host: str, port: int) -> bytes:
+async def silent_peer(port: int) -> bytes:
     """Everything the server sends a peer that never answers, until it ends the connection."""
-    reader, writer = await asyncio.open_connection(host, port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
-    data = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
+    peer = await RawWebSocket.connect(port, "/ws")
+    data = await asyncio.wait_for(peer.reader.read(), 5)  # raw bytes: nothing answers a ping
+    peer.abort()
     return data
 
 

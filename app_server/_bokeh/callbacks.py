@@ -30,9 +30,8 @@ def time_handlers(document: Document, timed: Timed) -> None:
     """Run every handler ``document``'s models and the document itself hold through ``timed``."""
     manager = document.callbacks
     wrappers = _TimedHandlers(manager, timed)
-    setattr(manager, "trigger_on_change", wrappers.trigger_on_change)  # noqa: B010
-    setattr(manager, "notify_event", wrappers.notify_event)  # noqa: B010
-    setattr(manager, "trigger_event", wrappers.trigger_event)  # noqa: B010
+    for name in _WRAPPED:
+        setattr(manager, name, getattr(wrappers, name))
 
 
 class _TimedHandlers:
