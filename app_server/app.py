@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from types import TracebackType
 from typing import Any, Self
@@ -12,11 +12,11 @@ from typing import Any, Self
 from starlette._utils import get_route_path  # the router's own: the path under root_path
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Lifespan, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from .applications import AppTarget, normalize_routes
-from .forwarded import ForwardedHeaders
+from .forwarded import ForwardedHeaders, Trusted, forwarded
 from .security import BodyLimit, SecurityHeaders, XSRFProtected
 from .server import AppServer, ServerState
 from .settings import Settings, app_settings
@@ -51,13 +51,7 @@ def create_app(
         finally:
             await server.shutdown()
 
-    app = Starlette(routes=_routes(server), lifespan=lifespan)
-    app.state.server = server
-    app.add_middleware(SecurityHeaders, settings=settings)
-    app.add_middleware(_StartOnFirstRequest, server=server, websockets=_websockets(server))
-    if settings.use_xheaders:
-        app.add_middleware(ForwardedHeaders, trusted=settings.forwarded_allow_ips)
-    return app
+    return _ServerApp(server, lifespan)
 
 
 def _routes(server: AppServer) -> list[BaseRoute]:
@@ -67,7 +61,9 @@ def _routes(server: AppServer) -> list[BaseRoute]:
     for route, context in server.contexts.items():
         base = _base(prefix, route)
         page = partial(compile_failures_as_pages(pages.page), server=server, context=context)
-        routes += [  # its websocket, base + "/ws", is served by _StartOnFirstRequest
+        endpoint = partial(websocket_endpoint, server=server, context=context)
+        routes += [
+            WebSocketRoute(base + "/ws", endpoint),  # and by _ServerApp without the router
             Route(base or "/", page, name=f"page:{route}"),
             Route(base + "/", page) if base else Route("/", page),
             Route(
@@ -96,11 +92,11 @@ def _routes(server: AppServer) -> list[BaseRoute]:
         (auth.logout_url, auth.logout_handler),
     ):
         if url and handler and url.startswith("/"):
-            endpoint: ASGIApp = Route(prefix + url, handler, methods=["GET", "POST"])
+            form: ASGIApp = Route(prefix + url, handler, methods=["GET", "POST"])
             if server.settings.xsrf_cookies:
-                endpoint = XSRFProtected(endpoint)
+                form = XSRFProtected(form)
             limit = server.settings.max_body_size
-            routes.append(Route(prefix + url, BodyLimit(endpoint, limit)))
+            routes.append(Route(prefix + url, BodyLimit(form, limit)))
     routes.append(WebSocketRoute("/{path:path}", no_such_app))
     if "/" not in server.contexts and not server.settings.disable_index:
         index = partial(pages.index, server=server)
@@ -113,18 +109,6 @@ def _routes(server: AppServer) -> list[BaseRoute]:
 def _base(prefix: str, route: str) -> str:
     """An app's base path: its page is there, its websocket at ``<base>/ws``."""
     return prefix + ("" if route == "/" else route)
-
-
-_WebSocketEndpoint = Callable[[WebSocket], Awaitable[None]]
-
-
-def _websockets(server: AppServer) -> dict[str, _WebSocketEndpoint]:
-    """Each app's websocket endpoint by its path."""
-    prefix = server.settings.prefix
-    return {
-        _base(prefix, route) + "/ws": partial(websocket_endpoint, server=server, context=context)
-        for route, context in server.contexts.items()
-    }
 
 
 class mounted_lifespan:
@@ -163,31 +147,41 @@ class mounted_lifespan:
             await server.shutdown()
 
 
-class _StartOnFirstRequest:
-    """Run the startup hooks before the first request when no lifespan did (a mounted app);
-    refuse new websockets (1001) once the server is shutting down.
+class _ServerApp(Starlette):
+    """``create_app``'s app: it runs the startup hooks before the first request when no
+    lifespan did (a mounted app), and sends an app's websocket straight to its endpoint.
 
-    An app's websocket goes straight to its endpoint, past the router and the middleware
-    within (none of which acts on a websocket): each of their coroutines would be held, with
-    its frame, for as long as the websocket is open.
+    The middleware and the router do nothing to a websocket, but each of their coroutines
+    would be held, with its frame, for as long as the websocket is open. Once a user adds
+    middleware of their own (``add_middleware``), websockets go through it, and the router.
     """
 
-    def __init__(
-        self, app: ASGIApp, server: AppServer, websockets: Mapping[str, _WebSocketEndpoint]
-    ) -> None:
-        self.app = app
+    def __init__(self, server: AppServer, lifespan: Lifespan[Starlette]) -> None:
+        super().__init__(routes=_routes(server), lifespan=lifespan)
+        self.state.server = server
         self.server = server
-        self.websockets = websockets
+        settings = server.settings
+        self.add_middleware(SecurityHeaders, settings=settings)
+        self.trusted: Trusted | None = None
+        if settings.use_xheaders:
+            self.add_middleware(ForwardedHeaders, trusted=settings.forwarded_allow_ips)
+            self.trusted = Trusted(settings.forwarded_allow_ips)
+        self.own_middleware = len(self.user_middleware)
+        self.websockets = {  # each app's, by its path
+            route.path: route.endpoint
+            for route in self.routes
+            if isinstance(route, WebSocketRoute) and route.endpoint is not no_such_app
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan" and self.server.state is ServerState.NEW:
             await self.server.startup()
-        if scope["type"] == "websocket":
-            if self.server.draining:
-                await send({"type": "websocket.close", "code": 1001, "reason": "shutting down"})
-                return
+        if scope["type"] == "websocket" and len(self.user_middleware) == self.own_middleware:
             endpoint = self.websockets.get(get_route_path(scope))
             if endpoint is not None:
+                scope["app"] = self
+                if self.trusted is not None:
+                    scope = forwarded(scope, self.trusted)
                 await endpoint(WebSocket(scope, receive, send))
                 return
-        await self.app(scope, receive, send)
+        await super().__call__(scope, receive, send)

@@ -131,7 +131,46 @@ class Connection:
     # -- the life of a connection ------------------------------------------------------
 
     async def run(self) -> None:
-        """Accept the websocket, serve it until it ends, then release it (once, always)."""
+        """Accept the websocket, serve it until it ends, then release it (once, always).
+
+        The reading loop is here rather than in a method of its own, and reads with the ASGI
+        ``receive`` itself rather than Starlette's wrapper (which only tracks a state nothing
+        here reads): an idle websocket holds two coroutines fewer, each with its frame.
+        """
+        await self._open()
+        receive = self.websocket._receive
+        try:
+            while True:
+                event = await receive()
+                if event["type"] == "websocket.disconnect":
+                    if self.close_code is None:
+                        self.close_code = event.get("code")
+                    break
+                frame = event.get("text")
+                if frame is None:
+                    frame = event.get("bytes") or b""
+                # not held while idle: the last request (a pushed document, a large patch)
+                del event
+                if not await self._receive_frame(frame):
+                    break
+                del frame
+        except asyncio.CancelledError:
+            if not self._dropped:
+                raise
+            if self._task is not None:
+                self._task.uncancel()  # our own cancel (drop): the release below is the way out
+        except Exception:
+            session = self.session
+            log.exception(
+                "session %s: the websocket reader failed", session.id, extra=session.log_extra
+            )
+            await self.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            await self._release()
+            if self._closing is not None:  # dropped: the close frame goes when the client reads
+                await self._closing
+
+    async def _open(self) -> None:
         if self.state is not ConnectionState.OPENING:
             raise RuntimeError(f"expected state {ConnectionState.OPENING}, got {self.state}")
         session = self.session
@@ -150,22 +189,6 @@ class Connection:
             extra=session.log_extra,
         )
         self.send(protocol.encode(protocol.make_message(protocol.ACK)))
-        try:
-            self.close_code = await self._serve()
-        except asyncio.CancelledError:
-            if not self._dropped:
-                raise
-            if self._task is not None:
-                self._task.uncancel()  # our own cancel (drop): the release below is the way out
-        except Exception:
-            log.exception(
-                "session %s: the websocket reader failed", session.id, extra=session.log_extra
-            )
-            await self.close(CloseCode.INTERNAL_ERROR, "internal error")
-        finally:
-            await self._release()
-            if self._closing is not None:  # dropped: the close frame goes when the client reads
-                await self._closing
 
     def drop(self, code: int, reason: str) -> None:
         """End the connection now: release its queue and its session without waiting for the
@@ -222,46 +245,38 @@ class Connection:
 
     # -- incoming ----------------------------------------------------------------------
 
-    async def _serve(self) -> int | None:
-        """Feed frames to the session until the socket closes; the close code, when known."""
-        receive, receiver, metrics = self.websocket.receive, self._receiver, self.metrics
-        while True:
-            event = await receive()
-            if event["type"] == "websocket.disconnect":
-                code = event.get("code")
-                return self.close_code if self.close_code is not None else code
-            frame = event.get("text")
-            if frame is None:
-                frame = event.get("bytes") or b""
-            metrics.bytes_in += len(frame)
-            result = receiver.receive_frame(frame)
-            if result is None:
-                continue
-            metrics.messages_in += 1
-            if not isinstance(result, ProtocolViolation) and result.msgtype not in REQUESTS:
-                # a reply type, or no type at all: the client broke the protocol (as in Bokeh)
-                text = f"the server does not accept {result.msgtype!r} messages"
-                result = ProtocolViolation(CloseCode.PROTOCOL_ERROR, text)
-            if isinstance(result, ProtocolViolation):
-                log.warning(
-                    "session %s: closing the websocket: %s",
-                    self.session.id,
-                    result.reason,
-                    extra=self.session.log_extra,
-                )
-                await self.close(result.code, result.reason, drain=VIOLATION_DRAIN)
-                return int(result.code)
-            if self.state is not ConnectionState.OPEN:
-                continue  # closing: requests still in the pipe would be answered to nobody
-            self._corked = True  # a request's replies (changes, then OK) go in one write
-            try:
-                await self._dispatch(result)
-            finally:
-                self._uncork()
-            # not held while idle: the last request (a pushed document, a large patch)
-            del event, frame, result
-            if self._written < self._queued:  # replies still unwritten: read no further
-                await self._wait_written(self._queued)
+    async def _receive_frame(self, frame: str | bytes) -> bool:
+        """Feed one frame to the session; False once the connection is to end."""
+        self.metrics.bytes_in += len(frame)
+        result = self._receiver.receive_frame(frame)
+        if result is None:
+            return True
+        self.metrics.messages_in += 1
+        if not isinstance(result, ProtocolViolation) and result.msgtype not in REQUESTS:
+            # a reply type, or no type at all: the client broke the protocol (as in Bokeh)
+            text = f"the server does not accept {result.msgtype!r} messages"
+            result = ProtocolViolation(CloseCode.PROTOCOL_ERROR, text)
+        if isinstance(result, ProtocolViolation):
+            log.warning(
+                "session %s: closing the websocket: %s",
+                self.session.id,
+                result.reason,
+                extra=self.session.log_extra,
+            )
+            await self.close(result.code, result.reason, drain=VIOLATION_DRAIN)
+            self.close_code = int(result.code)
+            return False
+        if self.state is not ConnectionState.OPEN:
+            return True  # closing: requests still in the pipe would be answered to nobody
+        self._corked = True  # a request's replies (changes, then OK) go in one write
+        try:
+            await self._dispatch(result)
+        finally:
+            self._uncork()
+        del frame, result
+        if self._written < self._queued:  # replies still unwritten: read no further
+            await self._wait_written(self._queued)
+        return True
 
     async def _dispatch(self, message: protocol.Message) -> None:
         """Handle one message; a failure is logged and answered with ERROR, never raised."""

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["ForwardedHeaders", "public_host"]
+__all__ = ["ForwardedHeaders", "Trusted", "forwarded", "public_host"]
 
 _PUBLIC_HOST = "app_server.public_host"  # the scope key of a trusted X-Forwarded-Host
 
@@ -54,34 +54,38 @@ class ForwardedHeaders:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
-            peer = scope.get("client")
-            if peer is None or peer[0] in self.trusted:  # None: a unix socket's peer
-                scope = self._forwarded(scope)
+            scope = forwarded(scope, self.trusted)
         await self.app(scope, receive, send)
 
-    def _forwarded(self, scope: Scope) -> Scope:
-        headers = dict(scope["headers"])
-        scope = dict(scope)
-        proto = headers.get(b"x-forwarded-proto")
-        if proto is not None:
-            secure = _last(proto).lower() in ("https", "wss")
-            if scope["type"] == "websocket":
-                scope["scheme"] = "wss" if secure else "ws"
-            else:
-                scope["scheme"] = "https" if secure else "http"
-        chain = headers.get(b"x-forwarded-for")
-        if chain is not None:
-            # the nearest address no trusted proxy added is the client's
-            hops = [hop.strip() for hop in chain.decode("latin-1").split(",") if hop.strip()]
-            client = next((hop for hop in reversed(hops) if hop not in self.trusted), None)
-            if client is None and hops:
-                client = hops[0]
-            if client is not None:
-                scope["client"] = (client, 0)
-        host = headers.get(b"x-forwarded-host")
-        if host is not None:
-            scope[_PUBLIC_HOST] = host.decode("latin-1").split(",")[0].strip()
+
+def forwarded(scope: Scope, trusted: Trusted) -> Scope:
+    """``scope`` as the client sent it through a trusted proxy: a copy with the client, the
+    scheme and the public host its ``X-Forwarded-*`` say; ``scope`` itself from anyone else."""
+    peer = scope.get("client")
+    if peer is not None and peer[0] not in trusted:  # None: a unix socket's peer
         return scope
+    headers = dict(scope["headers"])
+    scope = dict(scope)
+    proto = headers.get(b"x-forwarded-proto")
+    if proto is not None:
+        secure = _last(proto).lower() in ("https", "wss")
+        if scope["type"] == "websocket":
+            scope["scheme"] = "wss" if secure else "ws"
+        else:
+            scope["scheme"] = "https" if secure else "http"
+    chain = headers.get(b"x-forwarded-for")
+    if chain is not None:
+        # the nearest address no trusted proxy added is the client's
+        hops = [hop.strip() for hop in chain.decode("latin-1").split(",") if hop.strip()]
+        client = next((hop for hop in reversed(hops) if hop not in trusted), None)
+        if client is None and hops:
+            client = hops[0]
+        if client is not None:
+            scope["client"] = (client, 0)
+    host = headers.get(b"x-forwarded-host")
+    if host is not None:
+        scope[_PUBLIC_HOST] = host.decode("latin-1").split(",")[0].strip()
+    return scope
 
 
 def public_host(conn: HTTPConnection) -> str | None:

@@ -46,7 +46,7 @@ from websockets.exceptions import InvalidState
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 from websockets.version import version as websockets_version
 
@@ -160,7 +160,7 @@ class WebSocketProtocol(asyncio.Protocol):
         # what the app has not received yet: uvicorn stops reading after each message until
         # the app takes it, so this holds one or two
         self.inbox: list[dict[str, Any]] = []
-        self.receiving: asyncio.Future[None] | None = None  # the app, waiting in receive()
+        self.receiving: asyncio.Future[dict[str, Any]] | None = None  # the app, waiting
         self.writable = True  # False while the transport's buffer is over its high mark
         self.write_waiter: asyncio.Future[None] | None = None
         self.handshake_initiated = False
@@ -281,9 +281,13 @@ class WebSocketProtocol(asyncio.Protocol):
             for header in request.headers.get_all("Sec-WebSocket-Protocol")
             for token in header.split(",")
         ]
-        # the scope has the headers now: websockets' parser keeps the request (in its
-        # generator's frame) for the connection's life
+        # the scope has the headers now. websockets' parser would keep the request, in its
+        # generator's frame, for the connection's life: its frame parser goes on alone. It
+        # has read nothing since the request (a client waits for the 101, RFC 6455 4.1; one
+        # that does not only garbles its own frames).
         request.headers.clear()
+        self.conn.parser = Protocol.parse(self.conn)
+        next(self.conn.parser)
         raw_path, _, query_string = request.path.partition("?")
         root_path = self.config.root_path
         self.scope = {
@@ -339,7 +343,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 return
         else:
             self._deliver({"type": "websocket.receive", "bytes": data})
-        if not self.read_paused:
+        if self.inbox and not self.read_paused:  # the app was not waiting for it
             self.read_paused = True
             self.transport.pause_reading()
 
@@ -389,16 +393,22 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _deliver(self, message: dict[str, Any]) -> None:
         self.inbox.append(message)
-        _resolve(self.receiving)
+        waiter, self.receiving = self.receiving, None
+        if waiter is not None and not waiter.done():  # done: the app's wait was cancelled
+            waiter.set_result(self._take())
 
-    async def receive(self) -> dict[str, Any]:
+    def receive(self) -> asyncio.Future[dict[str, Any]]:
+        """The next message, as a future rather than a coroutine: a websocket that waits for
+        its next message holds no frame."""
+        future = self.loop.create_future()
+        if self.inbox:
+            future.set_result(self._take())
+        else:
+            self.receiving = future
+        return future
+
+    def _take(self) -> dict[str, Any]:
         inbox = self.inbox
-        while not inbox:
-            self.receiving = self.loop.create_future()
-            try:
-                await self.receiving
-            finally:
-                self.receiving = None
         message = inbox.pop(0)
         if self.read_paused and not inbox:
             self.read_paused = False

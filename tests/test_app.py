@@ -16,6 +16,7 @@ from bokeh.io import curdoc
 from bokeh.models import Div
 from jinja2 import Template
 from starlette.testclient import TestClient
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from app_server import ConfigurationError, create_app
@@ -155,6 +156,28 @@ def test_a_broken_app_closes_its_websocket_with_the_reason_and_others_keep_worki
         assert "broken on purpose" in closed.value.reason
         assert "Traceback" not in closed.value.reason
         assert client.get("/hello").status_code == 200
+
+
+def test_middleware_a_user_adds_sees_the_apps_websockets_too() -> None:
+    """An app's websocket skips the app's own middleware and router (each would hold a
+    coroutine for the websocket's life), but never a user's: an auth check must see it."""
+    seen: list[tuple[str, str]] = []
+
+    class Recorder:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            seen.append((scope["type"], scope.get("path", "")))
+            await self.app(scope, receive, send)
+
+    app = create_app({"/hello": hello})
+    app.add_middleware(Recorder)
+    with TestClient(app) as client:
+        token = token_in(client.get("/hello").text)
+        with client.websocket_connect("/hello/ws", subprotocols=["bokeh", token]) as ws:
+            assert '"msgtype":"ACK"' in ws.receive_text().replace(" ", "")
+    assert ("websocket", "/hello/ws") in seen
 
 
 def test_after_the_first_page_a_page_fetch_runs_no_app_code_until_its_websocket_connects() -> None:

@@ -38,6 +38,9 @@ async def _refuse(websocket: WebSocket, refusal: Refuse) -> None:
 async def websocket_endpoint(
     websocket: WebSocket, *, server: AppServer, context: AppContext
 ) -> None:
+    if server.draining:
+        await websocket.close(CloseCode.GOING_AWAY, "shutting down")
+        return
     with server.arrival() as arrival:  # a drain lets it pull its document before the 1001
         connection = await _connect(websocket, server, context)
         if connection is not None:
