@@ -80,6 +80,33 @@ class Connection:
     the server build replies faster than it takes them.
     """
 
+    __slots__ = (
+        "__weakref__",  # leak tests watch for it
+        "_closing",
+        "_corked",
+        "_drain_target",
+        "_drained",
+        "_dropped",
+        "_pending_bytes",
+        "_queue",
+        "_queue_bytes",
+        "_queue_size",
+        "_queued",
+        "_receiver",
+        "_registry",
+        "_task",
+        "_write_now",
+        "_writer",
+        "_written",
+        "close_code",
+        "context",
+        "metrics",
+        "session",
+        "state",
+        "synced",
+        "websocket",
+    )
+
     def __init__(
         self,
         websocket: WebSocket,

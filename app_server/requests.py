@@ -8,12 +8,14 @@ Bokeh hands apps a Tornado request; this proxy offers the attributes apps use
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.requests import HTTPConnection
 
 from .settings import Settings
+from .tokens import token_payload
 
 __all__ = ["SessionRequest", "header_name", "request_payload"]
 
@@ -66,7 +68,12 @@ def request_payload(conn: HTTPConnection, settings: Settings) -> dict[str, Any]:
 
 
 class SessionRequest:
-    """A read-only view of the request that opened a session."""
+    """A read-only view of the request that opened a session.
+
+    A session's ``arguments``, ``cookies`` and ``headers`` are those its token records, decoded
+    from the token's text (which the session keeps anyway) when the app first reads them: most
+    apps never do, and the decoded request is a kilobyte or more per session.
+    """
 
     def __init__(
         self,
@@ -75,30 +82,48 @@ class SessionRequest:
         arguments: Mapping[str, list[bytes]] | None = None,
         cookies: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        token: str = "",
     ) -> None:
+        """``token``: the text of a token ``read_token`` accepted. What it does not record is
+        taken from ``arguments``, ``cookies`` and ``headers``."""
         self._conn = conn
-        self.arguments: dict[str, list[bytes]] = dict(arguments or {})
-        self.cookies: dict[str, str] = dict(cookies or {})
-        self.headers: dict[str, str] = dict(headers or {})
-        if "Cookie" not in self.headers and self.cookies:
-            self.headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        self._token = token
+        self._given = {
+            name: value
+            for name, value in (
+                ("arguments", arguments),
+                ("cookies", cookies),
+                ("headers", headers),
+            )
+            if value is not None
+        }
 
     @classmethod
     def unfiltered(cls, conn: HTTPConnection) -> SessionRequest:
         """Everything the request carried (for ``process_request`` hooks)."""
         return cls(conn, arguments=_arguments(conn), cookies=conn.cookies, headers=_headers(conn))
 
-    @classmethod
-    def from_payload(
-        cls, conn: HTTPConnection | None, payload: Mapping[str, Any]
-    ) -> SessionRequest:
-        """The request as recorded in a session token (the same on every worker)."""
-        return cls(
-            conn,
-            arguments=payload.get("arguments"),
-            cookies=payload.get("cookies"),
-            headers=payload.get("headers"),
-        )
+    def _recorded(self, name: str) -> Any:
+        if self._token:
+            value = token_payload(self._token).get(name)
+            if value is not None:
+                return value
+        return None if self._given is None else self._given.get(name)
+
+    @cached_property
+    def arguments(self) -> dict[str, list[bytes]]:
+        return dict(self._recorded("arguments") or {})
+
+    @cached_property
+    def cookies(self) -> dict[str, str]:
+        return dict(self._recorded("cookies") or {})
+
+    @cached_property
+    def headers(self) -> dict[str, str]:
+        headers: dict[str, str] = dict(self._recorded("headers") or {})
+        if "Cookie" not in headers and self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        return headers
 
     @property
     def path(self) -> str:

@@ -78,7 +78,8 @@ class ServerSession:
         self.document = document
         self.app_name = app_name
         self.lock = asyncio.Lock()
-        self.connections: set[Peer] = set()
+        # a list: a session rarely has more than one, and an empty set is 216 bytes
+        self.connections: list[Peer] = []
         self.destroyed = False
         self.last_unsubscribe = time.monotonic()
         self._executor = executor
@@ -143,10 +144,12 @@ class ServerSession:
         return time.monotonic() - self.last_unsubscribe
 
     def subscribe(self, peer: Peer) -> None:
-        self.connections.add(peer)
+        if peer not in self.connections:
+            self.connections.append(peer)
 
     def unsubscribe(self, peer: Peer) -> None:
-        self.connections.discard(peer)
+        if peer in self.connections:
+            self.connections.remove(peer)
         self.last_unsubscribe = time.monotonic()
 
     async def notify_connection_lost(self) -> None:

@@ -64,6 +64,10 @@ _HEADER_ENCODING = (
 )
 
 _PHRASES = {status.value: status.phrase for status in HTTPStatus}
+# one scope["asgi"] for every websocket, rather than a dict each; and one scope["server"] for
+# every websocket to the same local address (as many as the host has interfaces and ports)
+_LOCAL_ADDRESSES: dict[tuple[str, int | None], tuple[str, int | None]] = {}
+_ASGI = {version: {"version": version, "spec_version": "2.4"} for version in ("2.0", "3.0")}
 _pack_16 = struct.Struct("!BBH").pack
 _pack_64 = struct.Struct("!BBQ").pack
 
@@ -187,7 +191,8 @@ class WebSocketProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.server_state.connections.add(self)  # type: ignore[arg-type]
         self.transport = cast(asyncio.Transport, transport)
-        self.server = get_local_addr(self.transport)
+        server = get_local_addr(self.transport)
+        self.server = server if server is None else _LOCAL_ADDRESSES.setdefault(server, server)
         self.client = get_remote_addr(self.transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -292,7 +297,7 @@ class WebSocketProtocol(asyncio.Protocol):
         root_path = self.config.root_path
         self.scope = {
             "type": "websocket",
-            "asgi": {"version": self.config.asgi_version, "spec_version": "2.4"},
+            "asgi": _ASGI[self.config.asgi_version],
             "http_version": "1.1",
             "scheme": "wss" if is_ssl(self.transport) else "ws",
             "server": self.server,

@@ -15,6 +15,7 @@ from bokeh.document import Document
 from bokeh.io import curdoc
 from bokeh.models import Div
 from jinja2 import Template
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
@@ -97,6 +98,21 @@ def test_request_arguments_reach_the_app_as_lists_of_bytes(client: TestClient) -
         html = client.get("/args?bokeh-session-id=with-args").text
     title = re.search(r"<title>(.*)</title>", html)
     assert title and unescape(title.group(1)) == "{'N': [b'10'], 'name': [b'a', b'b']}"
+
+
+def test_a_sessions_request_is_decoded_from_its_token_when_the_app_first_reads_it(
+    client: TestClient,
+) -> None:
+    token = token_in(client.get("/hello?N=10").text)
+    with client.websocket_connect("/hello/ws", subprotocols=["bokeh", token]):
+        app = client.app
+        assert isinstance(app, Starlette)
+        (context,) = app.state.server.contexts["/hello"].session_contexts
+        request = context.request
+        assert not {"arguments", "cookies", "headers"} & set(vars(request))  # not read yet
+        assert request.arguments == {"N": [b"10"]}
+        assert request.headers["Host"] == "testserver"
+        assert request.arguments is request.arguments  # decoded once
 
 
 def test_the_index_lists_every_app(client: TestClient) -> None:

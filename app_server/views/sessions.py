@@ -157,7 +157,8 @@ async def open_session(
     A page's token carries its request; a client's may not: then ``payload`` (the websocket's
     own query, cookies and headers) stands in, as in Bokeh.
     """
-    request = SessionRequest.from_payload(conn, {**(payload or {}), **token.payload})
+    missing = {name: value for name, value in (payload or {}).items() if name not in token.payload}
+    request = SessionRequest(conn, **missing, token=token.text)
     return await context.create_session_if_needed(token, request)
 
 
