@@ -87,8 +87,8 @@ class Connection:
         "_drain_target",
         "_drained",
         "_dropped",
+        "_outbox",
         "_pending_bytes",
-        "_queue",
         "_queue_bytes",
         "_queue_size",
         "_queued",
@@ -134,7 +134,7 @@ class Connection:
         # a list, not an asyncio.Queue or a deque: nothing waits on it (the writer exists only
         # while there is something to write), it rarely holds more than one message, and an
         # empty list is 56 bytes where an empty deque is 760
-        self._queue: list[tuple[list[protocol.Frame], int]] = []  # a message's frames, size
+        self._outbox: list[tuple[list[protocol.Frame], int]] = []  # a message's frames, size
         self._queue_size = queue_size
         self._queue_bytes = queue_bytes
         self._pending_bytes = 0  # queued, and the message being written
@@ -153,7 +153,7 @@ class Connection:
 
     @property
     def backlog(self) -> int:
-        return len(self._queue)
+        return len(self._outbox)
 
     # -- the life of a connection ------------------------------------------------------
 
@@ -241,7 +241,7 @@ class Connection:
             return
         self.state = ConnectionState.CLOSING  # nothing new is queued; the writer goes on
         self.close_code = code
-        if drain and self._queue:
+        if drain and self._outbox:
             self._start_writer()  # what a request in hand queued (corked) goes first too
         if drain and self._writer is not None and not self._writer.done():
             _, pending = await asyncio.wait({self._writer}, timeout=drain)
@@ -339,23 +339,25 @@ class Connection:
             return
         size = sum(map(len, frames))
         pending = self._pending_bytes
-        if len(self._queue) >= self._queue_size or (pending and pending + size > self._queue_bytes):
+        if len(self._outbox) >= self._queue_size or (
+            pending and pending + size > self._queue_bytes
+        ):
             self.metrics.slow_clients_dropped += 1
             log.warning(
                 "session %s: client is %d messages (%d bytes) behind; disconnecting it",
                 self.session.id,
-                len(self._queue),
+                len(self._outbox),
                 pending,
                 extra=self.session.log_extra,
             )
             self.drop(CloseCode.POLICY_VIOLATION, "client too slow to read its messages")
             return
         self._queued += 1
-        if not self._queue and not self._corked and self._write_now is not None:
+        if not self._outbox and not self._corked and self._write_now is not None:
             if self._write_now(frames):  # written at once: the common case, with no task
                 self._wrote(1, size)
                 return
-        self._queue.append((frames, size))
+        self._outbox.append((frames, size))
         self._pending_bytes = pending + size
         if not self._corked:
             self._start_writer()
@@ -364,7 +366,7 @@ class Connection:
         """Write what was queued while corked: at once and in one write when the transport
         takes it (a reply's system call costs more than the rest of a small reply)."""
         self._corked = False
-        queue = self._queue
+        queue = self._outbox
         if queue and (self._writer is None or self._writer.done()):
             if self._write_now is not None:
                 frames = queue[0][0] if len(queue) == 1 else [f for m, _ in queue for f in m]
@@ -388,7 +390,7 @@ class Connection:
 
     async def _write(self) -> None:
         """Write what is queued, then end (``send`` starts another writer when needed)."""
-        send, queue, batches = self.websocket.send, self._queue, self._write_now is not None
+        send, queue, batches = self.websocket.send, self._outbox, self._write_now is not None
         try:
             while queue:
                 frames, size = queue[0]
@@ -427,7 +429,7 @@ class Connection:
         self._discard_queue()
 
     def _discard_queue(self) -> None:
-        self._queue.clear()
+        self._outbox.clear()
         self._pending_bytes = 0
         self._queued = self._written  # what was cleared will never be written
         self._wake_reader()
