@@ -34,6 +34,20 @@ ROWS: list[tuple[str, str, str, int, str]] = [
         "<= 10 KB",
     ),
     (
+        "idle sessions",
+        "small app: above doc, traced (KB)",
+        "traced.small_above_doc_kb",
+        1,
+        "<= 10 KB",
+    ),
+    (
+        "idle sessions",
+        "heavy app: above doc, traced (KB)",
+        "traced.heavy_above_doc_kb",
+        1,
+        "<= 10 KB",
+    ),
+    (
         "release and reuse",
         "RSS growth per session per wave, waves 4-8 (KB)",
         "memory.growth_per_session_per_wave_kb",

@@ -15,6 +15,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,7 @@ from .servers import (
 __all__ = ["Plan", "main", "run_bench"]
 
 WORKLOADS = ("creation", "memory", "roundtrip", "fanout", "scale")
+TRACEABLE = ("app_server", "bokeh")  # the servers bench.breakdown can trace
 
 
 @dataclass
@@ -54,6 +56,8 @@ class Plan:
     k_small: int = 8
     k_heavy: int = 4
     waves: int = 8
+    traced_small: int = 50  # idle sessions traced by bench.breakdown (0: none)
+    traced_heavy: int = 20
     scale_sessions: int = 2000  # scale: concurrent sessions, a tenth of them streaming
     scale_duration: float = 30.0
     cpu_reaping: workloads.Reaping = field(default_factory=lambda: workloads.Reaping(200, 600))
@@ -76,6 +80,8 @@ class Plan:
             k_small=4,
             k_heavy=2,
             waves=2,
+            traced_small=3,
+            traced_heavy=0,
             scale_sessions=60,
             scale_duration=3.0,
             cpu_reaping=workloads.Reaping(100, 500),
@@ -139,6 +145,20 @@ def run_floor(quick: bool) -> dict[str, float]:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=root)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def run_traced(server: str, app: str, sessions: int) -> float:
+    """KB per idle session above its document, traced by ``bench.breakdown`` in a server of
+    its own: exact, where the RSS rows move by pages and count the allocator's overhead on the
+    document itself as the server's."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory(prefix="bench-traced-") as tmp:
+        out = os.path.join(tmp, "breakdown.json")
+        command = [sys.executable, "-m", "bench.breakdown", "--server", server, "--app", app]
+        command += ["-n", str(sessions), "--warmup", str(min(10, sessions)), "--json", out]
+        subprocess.run(command, check=True, capture_output=True, cwd=root)
+        with open(out) as f:
+            return float(json.load(f)["above_document"])
 
 
 async def _warm_up(server: RunningServer, reaping: workloads.Reaping, deflate: bool) -> None:
@@ -225,6 +245,7 @@ def run_bench(
         "rounds": {k.key: [] for k in kinds},
         "memory": {k.key: [] for k in kinds},
         "scale": {k.key: [] for k in kinds},
+        "traced": {k.key: [] for k in kinds},
     }
     if plan.floor:
         _log("cost floor (in-process, no server) ...")
@@ -270,6 +291,16 @@ def run_bench(
                     f"{time.monotonic() - t0:.1f}s {_brief({'memory': figures})}"
                 )
 
+    if "memory" in selected:
+        for kind in kinds:
+            if kind.key not in TRACEABLE:
+                continue
+            t0 = time.monotonic()
+            sizes = (("small", plan.traced_small), ("heavy", plan.traced_heavy))
+            traced = {f"{app}_above_doc_kb": run_traced(kind.key, app, n) for app, n in sizes if n}
+            result["traced"][kind.key].append(traced)
+            _log(f"traced {kind.label}: {time.monotonic() - t0:.1f}s {_brief({'traced': traced})}")
+
     if "scale" in selected:
         # One server at a time, each fresh: thousands of sessions, and the CPU is the figure.
         for kind in kinds:
@@ -305,6 +336,7 @@ def medians(result: dict[str, Any], key: str) -> dict[str, float]:
     samples: dict[str, list[float]] = {}
     rows = list(result["rounds"][key]) + [{"memory": m} for m in result["memory"][key]]
     rows += [{"scale": m} for m in result.get("scale", {}).get(key, [])]
+    rows += [{"traced": m} for m in result.get("traced", {}).get(key, [])]
     for row in rows:
         for workload, values in row.items():
             if not isinstance(values, dict):

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench import breakdown
 from bench.report import format_report
-from bench.run import Plan, run_bench
+from bench.run import Plan, machine_info, medians, run_bench, run_traced
 from bench.servers import SERVERS
 
 
@@ -74,3 +76,23 @@ def test_memory_left_by_waves_of_closed_sessions(tmp_path: Path) -> None:
     assert figures["waves"] == 2 and figures["sessions"] == 6
     assert list(figures["components"]) == list(breakdown.COMPONENTS)
     assert figures["total"] < 100, "a closed session's document was left behind"
+
+
+def test_the_bench_reports_memory_above_the_document_traced() -> None:
+    """``make bench``'s traced rows: ``bench.breakdown`` in a server of its own, per idle session
+    above its document; a few KB, never a second document (~240 KB)."""
+    above = run_traced("app_server", "small", 3)
+    assert 0 < above < 100
+
+    result: dict[str, Any] = {
+        "machine": machine_info(),
+        "plan": asdict(Plan.quick_plan()),
+        "servers": ["app_server"],
+        "labels": {"app_server": "app_server"},
+        "rounds": {"app_server": []},
+        "memory": {"app_server": []},
+        "traced": {"app_server": [{"small_above_doc_kb": above}]},
+    }
+    result["medians"] = {"app_server": medians(result, "app_server")}
+    assert result["medians"]["app_server"]["traced.small_above_doc_kb"] == above
+    assert "| small app: above doc, traced (KB) |" in format_report(result)
