@@ -88,15 +88,9 @@ class SessionRequest:
         taken from ``arguments``, ``cookies`` and ``headers``."""
         self._conn = conn
         self._token = token
-        self._given = {
-            name: value
-            for name, value in (
-                ("arguments", arguments),
-                ("cookies", cookies),
-                ("headers", headers),
-            )
-            if value is not None
-        }
+        given = {"arguments": arguments, "cookies": cookies, "headers": headers}
+        # None when the token records it all (a page's): a session holds no empty dict
+        self._given = {name: value for name, value in given.items() if value is not None} or None
 
     @classmethod
     def unfiltered(cls, conn: HTTPConnection) -> SessionRequest:

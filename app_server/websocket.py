@@ -64,10 +64,11 @@ _HEADER_ENCODING = (
 )
 
 _PHRASES = {status.value: status.phrase for status in HTTPStatus}
-# one scope["asgi"] for every websocket, rather than a dict each; and one scope["server"] for
+# one scope["asgi"] for every websocket, rather than a dict each; one scope["server"] for
 # every websocket to the same local address (as many as the host has interfaces and ports)
 _LOCAL_ADDRESSES: dict[tuple[str, int | None], tuple[str, int | None]] = {}
 _ASGI = {version: {"version": version, "spec_version": "2.4"} for version in ("2.0", "3.0")}
+_NO_OPTIONS: dict[str, Any] = {}  # an extension's (websocket.http.response), shared likewise
 _pack_16 = struct.Struct("!BBH").pack
 _pack_64 = struct.Struct("!BBQ").pack
 
@@ -309,7 +310,10 @@ class WebSocketProtocol(asyncio.Protocol):
             "headers": headers,
             "subprotocols": subprotocols,
             "state": self.app_state.copy(),
-            "extensions": {"websocket.http.response": {}, FRAMES: {"write": self.write_frames}},
+            "extensions": {
+                "websocket.http.response": _NO_OPTIONS,
+                FRAMES: {"write": self.write_frames},
+            },
         }
         self.inbox.append({"type": "websocket.connect"})
         # the app's coroutine is the task: no wrapper frame held for the websocket's life

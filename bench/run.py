@@ -57,7 +57,7 @@ class Plan:
     k_heavy: int = 4
     waves: int = 8
     traced_small: int = 50  # idle sessions traced by bench.breakdown (0: none)
-    traced_heavy: int = 20
+    traced_heavy: int = 30
     scale_sessions: int = 2000  # scale: concurrent sessions, a tenth of them streaming
     scale_duration: float = 30.0
     cpu_reaping: workloads.Reaping = field(default_factory=lambda: workloads.Reaping(200, 600))
