@@ -162,10 +162,10 @@ class _ServerApp(Starlette):
         self.server = server
         settings = server.settings
         self.add_middleware(SecurityHeaders, settings=settings)
-        self.trusted: Trusted | None = None
-        if settings.use_xheaders:
-            self.add_middleware(ForwardedHeaders, trusted=settings.forwarded_allow_ips)
-            self.trusted = Trusted(settings.forwarded_allow_ips)
+        # the proxies whose X-Forwarded-* are believed, by the middleware and the shortcut
+        self.trusted = Trusted(settings.forwarded_allow_ips) if settings.use_xheaders else None
+        if self.trusted is not None:
+            self.add_middleware(ForwardedHeaders, trusted=self.trusted)
         self.own_middleware = len(self.user_middleware)
         self.websockets = {  # each app's, by its path
             route.path: route.endpoint

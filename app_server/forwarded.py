@@ -48,9 +48,9 @@ def _last(value: bytes) -> str:
 class ForwardedHeaders:
     """Take the client, scheme and public host from a trusted proxy's ``X-Forwarded-*``."""
 
-    def __init__(self, app: ASGIApp, trusted: Sequence[str]) -> None:
+    def __init__(self, app: ASGIApp, trusted: Trusted) -> None:
         self.app = app
-        self.trusted = Trusted(trusted)
+        self.trusted = trusted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):

@@ -8,7 +8,6 @@ Bokeh hands apps a Tornado request; this proxy offers the attributes apps use
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -67,6 +66,9 @@ def request_payload(conn: HTTPConnection, settings: Settings) -> dict[str, Any]:
     return {"headers": header_map, "cookies": cookies, "arguments": _arguments(conn)}
 
 
+_Fields = tuple[dict[str, list[bytes]], dict[str, str], dict[str, str]]
+
+
 class SessionRequest:
     """A read-only view of the request that opened a session.
 
@@ -88,6 +90,7 @@ class SessionRequest:
         taken from ``arguments``, ``cookies`` and ``headers``."""
         self._conn = conn
         self._token = token
+        self._decoded: _Fields | None = None
         given = {"arguments": arguments, "cookies": cookies, "headers": headers}
         # None when the token records it all (a page's): a session holds no empty dict
         self._given = {name: value for name, value in given.items() if value is not None} or None
@@ -97,27 +100,36 @@ class SessionRequest:
         """Everything the request carried (for ``process_request`` hooks)."""
         return cls(conn, arguments=_arguments(conn), cookies=conn.cookies, headers=_headers(conn))
 
-    def _recorded(self, name: str) -> Any:
-        if self._token:
-            value = token_payload(self._token).get(name)
-            if value is not None:
-                return value
-        return None if self._given is None else self._given.get(name)
-
-    @cached_property
+    @property
     def arguments(self) -> dict[str, list[bytes]]:
-        return dict(self._recorded("arguments") or {})
+        return self._fields()[0]
 
-    @cached_property
+    @property
     def cookies(self) -> dict[str, str]:
-        return dict(self._recorded("cookies") or {})
+        return self._fields()[1]
 
-    @cached_property
+    @property
     def headers(self) -> dict[str, str]:
-        headers: dict[str, str] = dict(self._recorded("headers") or {})
-        if "Cookie" not in headers and self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        return headers
+        return self._fields()[2]
+
+    def _fields(self) -> _Fields:
+        """``arguments``, ``cookies`` and ``headers``, decoded from the token once for the
+        three, when the app first reads one of them."""
+        if self._decoded is None:
+            recorded = token_payload(self._token) if self._token else {}
+            given = self._given or {}
+
+            def field(name: str) -> dict[str, Any]:
+                value = recorded.get(name)
+                return dict((given.get(name) if value is None else value) or {})
+
+            cookies = field("cookies")
+            headers = field("headers")
+            if "Cookie" not in headers and cookies:
+                headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+            decoded = self._decoded = (field("arguments"), cookies, headers)
+            return decoded
+        return self._decoded
 
     @property
     def path(self) -> str:

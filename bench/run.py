@@ -24,6 +24,7 @@ from typing import Any
 from . import workloads
 from .report import format_report
 from .servers import (
+    ROOT,
     SERVERS,
     RunningServer,
     ServerKind,
@@ -115,14 +116,13 @@ def machine_info() -> dict[str, Any]:
 
 def _git_state() -> str:
     """The commit measured, and whether app_server/ had uncommitted changes."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--", "app_server"],
-            cwd=root,
+            cwd=ROOT,
             capture_output=True,
             text=True,
         ).stdout.strip()
@@ -142,8 +142,7 @@ def _cpu_model() -> str:
 def run_floor(quick: bool) -> dict[str, float]:
     """The in-process cost floor, in a fresh interpreter (so its memory figures are clean)."""
     command = [sys.executable, "-m", "bench.floor", *(["--quick"] if quick else [])]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=root)
+    out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -151,12 +150,11 @@ def run_traced(server: str, app: str, sessions: int) -> float:
     """KB per idle session above its document, traced by ``bench.breakdown`` in a server of
     its own: exact, where the RSS rows move by pages and count the allocator's overhead on the
     document itself as the server's."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with tempfile.TemporaryDirectory(prefix="bench-traced-") as tmp:
         out = os.path.join(tmp, "breakdown.json")
         command = [sys.executable, "-m", "bench.breakdown", "--server", server, "--app", app]
         command += ["-n", str(sessions), "--warmup", str(min(10, sessions)), "--json", out]
-        subprocess.run(command, check=True, capture_output=True, cwd=root)
+        subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
         with open(out) as f:
             return float(json.load(f)["above_document"])
 
