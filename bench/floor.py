@@ -95,6 +95,12 @@ def _with_receiver(document: Document, receiver: _Receiver) -> Document:
     return document
 
 
+def _pulled(document: Document) -> Document:
+    """``document`` once a peer has pulled it: its models are synced."""
+    protocol.pull_doc_reply("m0", document)
+    return document
+
+
 def measure_floor(quick: bool = False) -> dict[str, float]:
     small, heavy, stream = _application("small"), _application("heavy"), _application("stream")
     result: dict[str, float] = {}
@@ -144,8 +150,10 @@ def measure_floor(quick: bool = False) -> dict[str, float]:
     result["get_referrers_ms"] = _cpu_ms(lambda: gc.get_referrers(small), repeat)
     del docs[:-1]
 
-    # One round trip: apply the slider's PATCH-DOC, run the callback, encode its patches.
-    patch_doc = small.create_document()
+    # One round trip: apply the slider's PATCH-DOC, run the callback, encode its changes in
+    # one PATCH-DOC, as a server does for a peer that has pulled the document (pulled here
+    # too: a patch then references the models the peer has rather than checking each one)
+    patch_doc = _pulled(small.create_document())
     slider = patch_doc.select_one({"name": "slider"})
     events: list[Any] = []
     patch_doc.on_change(events.append)
@@ -161,14 +169,13 @@ def measure_floor(quick: bool = False) -> dict[str, float]:
         incoming = protocol.patch_of(protocol.make_message(protocol.PATCH_DOC, content))
         events.clear()
         invoke_with_curdoc(patch_doc, lambda: patch_doc.apply_json_patch(incoming, setter="x"))
-        for event in events:
-            if getattr(event, "setter", None) != "x":
-                protocol.encode(protocol.patch_doc([event], patch_doc))
+        changes = [event for event in events if getattr(event, "setter", None) != "x"]
+        protocol.encode(protocol.patch_doc(changes, patch_doc))
 
     result["patch_floor_ms"] = _cpu_ms(round_trip, 50 if quick else 400)
 
     # One streamed point: the periodic callback and the PATCH-DOC it produces.
-    stream_doc = stream.create_document()
+    stream_doc = _pulled(stream.create_document())
     tick = next(iter(stream_doc.session_callbacks)).callback
     stream_events: list[Any] = []
     stream_doc.on_change(stream_events.append)
