@@ -23,7 +23,7 @@ from bokeh.io.doc import patch_curdoc
 from bokeh.server.callbacks import NextTickCallback, PeriodicCallback, TimeoutCallback
 
 from . import protocol
-from ._bokeh.callbacks import time_handlers, untime_handlers
+from ._bokeh.callbacks import app_function, time_handlers, untime_handlers
 from ._bokeh.documents import release_modules
 from ._panel import connections as panel_connections
 from .callbacks import CallbackScheduler, run_with_curdoc
@@ -187,7 +187,8 @@ class ServerSession:
         run = CallbackRun(self.app_name, self.id, _KINDS.get(type(callback), "callback"), [func])
         try:
             if not getattr(func, "nolock", False):
-                await self.with_document_locked(func, run=run)
+                # curdoc is set here: Bokeh's wrapper would set it again, at a cost
+                await self.with_document_locked(app_function(func, self.document), run=run)
             elif not await self._invoke_unlocked(func, run):
                 return  # it ran on the executor: it held no loop
         except Exception:

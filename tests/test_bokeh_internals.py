@@ -50,7 +50,7 @@ from bokeh.plotting import figure
 
 import app_server
 from app_server._bokeh import curdoc as curdoc_adapter
-from app_server._bokeh.callbacks import time_handlers, untime_handlers
+from app_server._bokeh.callbacks import app_function, time_handlers, untime_handlers
 from app_server._bokeh.documents import (
     attach_session_context,
     destroy_document,
@@ -351,6 +351,25 @@ def _buffers(tmp_path: Path) -> None:
     expect(serializer.buffers_from(1) == serializer.buffers[1:], "is not the public buffers")
 
 
+@internal("Serializer._encoders", "_bokeh/serialization.py (Serializer._plain_list)")
+def _encoders(tmp_path: Path) -> None:
+    table = bokeh_serialization.Serializer._encoders
+    expect(isinstance(table, dict), "is not a dict")
+
+    class Marked:
+        pass
+
+    bokeh_serialization.Serializer.register(Marked, lambda obj, serializer: "marked")
+    try:
+        expect(Marked in table, "is not where Serializer.register keeps an encoder, by type")
+        expect(
+            bokeh_serialization.Serializer().encode([Marked()]) == ["marked"],
+            "is not what encode() uses for an object of that exact type",
+        )
+    finally:
+        del table[Marked]
+
+
 # handlers.py
 
 
@@ -496,6 +515,37 @@ def _timed_handlers(tmp_path: Path) -> None:
     untime_handlers(document)
     slider.value = 4
     expect(len(ran) == 3, "untime_handlers left a wrapper behind")
+
+
+@internal(
+    "bokeh.document.callbacks._wrap_with_curdoc, around a session callback's function",
+    "_bokeh/callbacks.py (app_function)",
+    "_wrap_with_curdoc",
+)
+def _wrap_with_curdoc(tmp_path: Path) -> None:
+    calls: list[Any] = []
+
+    def tick() -> None:
+        calls.append(curdoc())
+
+    document, other = Document(), Document()
+    stored = document.add_periodic_callback(tick, 1000).callback
+    expect(stored is not tick, "a periodic callback's function is no longer wrapped")
+    expect(app_function(stored, document) is tick, "no longer wraps it this way")
+    expect(app_function(stored, other) is stored, "the document is no longer in its closure")
+    expect(app_function(tick, document) is tick, "takes a plain function for the wrapper")
+    stored()
+    expect(calls == [document], "no longer only sets curdoc to the document around the call")
+    # a one-shot callback's function removes the callback, then calls the app's
+    for one_shot in (
+        document.add_next_tick_callback(tick),
+        document.add_timeout_callback(tick, 1000),
+    ):
+        inner = app_function(one_shot.callback, document)
+        expect(inner is not one_shot.callback, f"{type(one_shot).__name__} wraps otherwise")
+        expect(inspect.unwrap(inner) is tick, f"{type(one_shot).__name__} wraps otherwise")
+        inner()
+        expect(one_shot not in document.session_callbacks, "a one-shot is not removed first")
 
 
 # the receivers app_server registers with on_change_dispatch_to (testing.py, client/session.py)

@@ -18,7 +18,8 @@ bokeh 3.9 and 3.10). A new Bokeh release that moves one of them is this package'
     ``HasProps._unstable_default_values``.
 ``serialization``
     ``Serializer._encode`` (the per-object hook behind ``encode``), ``Serializer._references``
-    and ``Serializer._buffers`` (read in place, not copied).
+    and ``Serializer._buffers`` (read in place, not copied), ``Serializer._encoders`` (whether
+    a list of plain values may be copied as it is).
 ``handlers``
     ``DirectoryHandler._template``, ``DirectoryHandler._lifecycle_handler`` and
     ``LifecycleHandler._on_*`` / ``_do_nothing`` (the app's own hooks, which Bokeh's wrappers
@@ -26,7 +27,9 @@ bokeh 3.9 and 3.10). A new Bokeh release that moves one of them is this package'
 ``callbacks``
     ``PropertyCallbackManager._callbacks`` and ``EventCallbackManager._event_callbacks``: the
     handlers Bokeh runs for a change or an event, timed and named around one document's
-    ``DocumentCallbackManager.trigger_on_change``, ``notify_event`` and ``trigger_event``.
+    ``DocumentCallbackManager.trigger_on_change``, ``notify_event`` and ``trigger_event``;
+    ``bokeh.document.callbacks._wrap_with_curdoc``, around a session callback's function, which
+    a locked run calls directly (the session sets curdoc itself).
 ``curdoc``
     ``bokeh.io.doc._PATCHED_CURDOCS``: a process-wide list on bokeh 3.9, made per thread;
     a ``ContextVar`` on bokeh 3.10, left alone.

@@ -1,4 +1,5 @@
-"""Where Bokeh runs an app's ``on_change`` and ``on_event`` handlers, so that they can be timed.
+"""Where Bokeh runs an app's ``on_change`` and ``on_event`` handlers, so that they can be timed;
+and the app's own function inside the wrapper Bokeh puts around a session callback.
 
 Bokeh calls them from its ``DocumentCallbackManager`` (``trigger_on_change`` runs a property's
 handlers, ``notify_event`` a model's event handlers, ``trigger_event`` the document's), with no
@@ -7,6 +8,12 @@ that wrap those three methods (other documents, and the class, are untouched).
 
 Why not public: the handlers a model holds are only in ``PropertyCallbackManager._callbacks``
 and ``EventCallbackManager._event_callbacks``; they name the code that ran.
+
+``Document.add_periodic_callback`` (and the timeout and next-tick ones) store the app's function
+wrapped by ``bokeh.document.callbacks._wrap_with_curdoc``, which sets curdoc to the document on
+every call, with a new closure and ``functools.wraps`` each time: a few microseconds of every
+streamed message. The session sets curdoc itself around a locked run, so it calls the app's
+function (:func:`app_function`); nothing public gives it back.
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from bokeh.document.callbacks import _wrap_with_curdoc
+
 if TYPE_CHECKING:
     from bokeh.document import Document
 
-__all__ = ["Timed", "time_handlers", "untime_handlers"]
+__all__ = ["Timed", "app_function", "time_handlers", "untime_handlers"]
 
 # run(call, what, handlers): call() (timed), ``what`` ran, naming ``handlers``; call's result
 Timed = Callable[[Callable[[], Any], str, Sequence[Callable[..., Any]]], Any]
@@ -76,3 +85,19 @@ def untime_handlers(document: Document) -> None:
     attributes = vars(document.callbacks)
     for name in _WRAPPED:
         attributes.pop(name, None)
+
+
+_CURDOC_WRAPPER = _wrap_with_curdoc(None, lambda: None).__code__  # type: ignore[arg-type]
+_DOC_CELL = _CURDOC_WRAPPER.co_freevars.index("doc")
+_FUNC_CELL = _CURDOC_WRAPPER.co_freevars.index("f")
+
+
+def app_function(callback: Callable[..., Any], document: Document) -> Callable[..., Any]:
+    """The function Bokeh's curdoc wrapper calls, when ``callback`` is that wrapper for
+    ``document``; otherwise ``callback`` itself."""
+    if getattr(callback, "__code__", None) is not _CURDOC_WRAPPER:
+        return callback
+    cells = callback.__closure__ or ()
+    if cells[_DOC_CELL].cell_contents is not document:
+        return callback
+    return cells[_FUNC_CELL].cell_contents  # type: ignore[no-any-return]

@@ -120,11 +120,24 @@ def _default(obj: Any) -> Any:
 
 
 _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_default)
+# The same encoder's C core, made once: ``JSONEncoder.encode`` makes it again for every call (a
+# third of a small message's encoding). Without the check for circular containers, which
+# serialized Bokeh data cannot be: one would raise RecursionError rather than ValueError.
+try:
+    from _json import make_encoder  # what json.encoder uses, when CPython has it
+except ImportError:  # pragma: no cover - another interpreter
+    _encode_chunks = None
+else:
+    _encode_chunks = make_encoder(
+        None, _default, encode_basestring_ascii, None, ":", ",", False, False, False
+    )
 
 
 def dumps(obj: Any) -> str:
     """Compact JSON, buffers written as ``{"id": ...}`` references, as BokehJS reads them."""
-    return _encoder.encode(obj)
+    if _encode_chunks is None or type(obj) is str:
+        return _encoder.encode(obj)
+    return "".join(_encode_chunks(obj, 0))
 
 
 _HEADER_KEYS = frozenset({"msgid", "msgtype", "reqid", "num_buffers"})

@@ -153,3 +153,18 @@ def test_empty_metadata_is_an_empty_object_and_other_metadata_is_json() -> None:
     assert encode(Message(header={"msgid": "1", "msgtype": "ACK"}))[1] == "{}"
     with_metadata = Message(header={"msgid": "1", "msgtype": "ACK"}, metadata={"k": [1]})
     assert json.loads(encode(with_metadata)[1]) == {"k": [1]}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"events": [{"kind": "ColumnsStreamed", "data": {"x": [1, 2.5, -3e300]}, "rollover": 9}]},
+        {"text": 'a "quoted"\\ \u00e9\U0001f600 \n', "empty": {}, "none": None, "flags": [True]},
+        [],
+        "just text",
+        12,
+    ],
+)
+def test_content_encodes_as_compact_ascii_json(content: Any) -> None:
+    frames = encode(Message(header={"msgid": "1", "msgtype": "OK"}, content=content))
+    assert frames[2] == json.dumps(content, separators=(",", ":"), allow_nan=False)

@@ -7,6 +7,7 @@ document for Bokeh and one for app_server and numbers the ids in order of appear
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from bokeh import __version__ as bokeh_version
 from bokeh.application import Application
 from bokeh.application.handlers import ScriptHandler
+from bokeh.core import serialization as bokeh_serialization
 from bokeh.core.properties import Instance, Int, List, Nullable, Override, Required, String
 from bokeh.core.property.descriptors import UnsetValueError
 from bokeh.document import Document
@@ -23,8 +25,10 @@ from bokeh.models import ColumnDataSource, Div, Model, Slider
 from bokeh.plotting import figure
 from bokeh.settings import settings
 from bokeh.themes import Theme
+from bokeh.util.warnings import BokehUserWarning
 
 from app_server import protocol
+from app_server.protocol.serializer import Serializer as AppServerSerializer
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = [
@@ -48,23 +52,24 @@ class NeedsName(Model):
     name_of = Required(String)
 
 
+def _renumbered(value: Any, ids: dict[str, str]) -> Any:
+    """``value`` with every model id replaced by its order of appearance."""
+    if isinstance(value, dict):
+        return {
+            key: ids.setdefault(item, f"#{len(ids)}")
+            if key == "id" and isinstance(item, str)
+            else _renumbered(item, ids)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_renumbered(item, ids) for item in value]
+    return value
+
+
 def _canonical(frames: list[str | bytes]) -> list[Any]:
     """The frames after the header, with every id replaced by its order of appearance."""
     ids: dict[str, str] = {}
-
-    def walk(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                key: ids.setdefault(item, f"#{len(ids)}")
-                if key == "id" and isinstance(item, str)
-                else walk(item)
-                for key, item in value.items()
-            }
-        if isinstance(value, list):
-            return [walk(item) for item in value]
-        return value
-
-    return [walk(json.loads(f)) if isinstance(f, str) else f for f in frames[1:]]
+    return [_renumbered(json.loads(f), ids) if isinstance(f, str) else f for f in frames[1:]]
 
 
 # bokeh 3.9: a PULL-DOC-REPLY carries its arrays base64 in the JSON (BokehJS 3.9 drops the
@@ -175,3 +180,43 @@ def test_bokehs_include_defaults_setting_is_respected() -> None:
         assert "margin" in json.dumps(_ours(build()))
     finally:
         settings.serialize_include_defaults.unset_value()
+
+
+def _serialized_events(serializer: bokeh_serialization.Serializer, values: list[Any]) -> Any:
+    source = ColumnDataSource(data={"x": []})
+    document = Document()
+    document.add_root(source)
+    events: list[Any] = []
+    document.on_change(events.append)
+    source.stream({"x": values})
+    return serializer.encode(events)
+
+
+PLAIN_LISTS = [
+    [1, 2.5, -0.0, "a", None, True, False],
+    [2**53 - 1, -(2**53) + 1],  # the largest integers JavaScript holds exactly
+    [2**53],  # Bokeh warns and writes a float
+    [float("nan"), 1.0],  # Bokeh writes {"type": "number", "value": "nan"}
+    [float("inf"), float("-inf")],
+    [np.float64(0.5), np.int64(3)],  # numpy scalars: Bokeh's own path
+    [[1, 2], (3, 4), {"k": 5}],  # containers
+    [],
+]
+
+
+@pytest.mark.parametrize("values", PLAIN_LISTS, ids=repr)
+def test_a_list_of_plain_values_serializes_as_bokehs(values: list[Any]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BokehUserWarning)
+        theirs = _serialized_events(bokeh_serialization.Serializer(), values)
+        mine = _serialized_events(AppServerSerializer(), values)
+    assert _renumbered(mine, {}) == _renumbered(theirs, {})
+
+
+def test_an_encoder_registered_for_a_plain_type_is_used_as_by_bokeh() -> None:
+    bokeh_serialization.Serializer.register(float, lambda value, serializer: round(value))
+    try:
+        mine = _serialized_events(AppServerSerializer(), [0.4, 2.6])
+    finally:
+        del bokeh_serialization.Serializer._encoders[float]  # Bokeh has no unregister
+    assert mine[0]["data"]["entries"][0][1] == [0, 3]
