@@ -518,6 +518,51 @@ def _timed_handlers(tmp_path: Path) -> None:
 
 
 @internal(
+    "DocumentCallbackManager.trigger_on_change, run under the session's curdoc",
+    "_bokeh/callbacks.py (_TimedHandlers._run_here)",
+)
+def _trigger_on_change(tmp_path: Path) -> None:
+    from bokeh.document.callbacks import DocumentCallbackManager
+
+    expected = {
+        "doc = self._document()",
+        "return",
+        "self._held_events.append(event)",
+        "_combine_document_events(event, self._held_events)",
+        "invoke_with_curdoc(doc, event.callback_invoker)",
+        "invoke_with_curdoc(doc, invoke_callbacks)",
+        "cb(event)",
+    }
+    actual = _statements(DocumentCallbackManager.trigger_on_change)
+    expect(
+        actual == expected,
+        f"now also does {sorted(actual - expected)}, or no longer {sorted(expected - actual)}",
+    )
+    # and app_server's copy runs the same things in the same order, curdoc unchanged
+    document, slider = Document(), Slider(start=0, end=10, value=0)
+    document.add_root(slider)
+    seen: list[Any] = []
+    slider.on_change("value", lambda attr, old, new: seen.append(("handler", new, curdoc())))
+    document.on_change(lambda event: seen.append(("document", event.new, curdoc())))
+    time_handlers(document, lambda call, what, handlers: call())
+    with patch_curdoc(document):
+        slider.value = 5
+    untime_handlers(document)
+    with patch_curdoc(document):
+        slider.value = 6
+    expect(
+        seen
+        == [
+            ("handler", 5, document),
+            ("document", 5, document),
+            ("handler", 6, document),
+            ("document", 6, document),
+        ],
+        f"runs otherwise: {seen}",
+    )
+
+
+@internal(
     "bokeh.document.callbacks._wrap_with_curdoc, around a session callback's function",
     "_bokeh/callbacks.py (app_function)",
     "_wrap_with_curdoc",

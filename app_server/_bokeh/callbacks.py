@@ -23,6 +23,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from bokeh.document.callbacks import _wrap_with_curdoc
+from bokeh.io.doc import curdoc
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -57,12 +58,28 @@ class _TimedHandlers:
         self.run_document_event = manager.trigger_event
 
     def trigger_on_change(self, event: Any) -> None:
+        manager = self.manager
+        if manager.hold_value is not None:  # Bokeh collects or combines it: nothing runs now
+            return self.run_on_change(event)  # type: ignore[no-any-return]
+        # Bokeh's sets curdoc to the document twice per change (around the property's handlers,
+        # then around the document's change callbacks); inside a session's locked run it is set
+        run: Callable[[Any], Any] = (
+            self._run_here if _curdoc_manager() is manager else self.run_on_change
+        )
         model, attr = getattr(event, "model", None), getattr(event, "attr", None)
         handlers = getattr(model, "_callbacks", {}).get(attr) if attr else None
-        if not handlers or self.manager.hold_value is not None:
-            return self.run_on_change(event)  # type: ignore[no-any-return]
+        if not handlers:
+            return run(event)  # type: ignore[no-any-return]
         what = f"on_change handler of {type(model).__name__}.{attr}"
-        return self.timed(partial(self.run_on_change, event), what, list(handlers))  # type: ignore[no-any-return]
+        return self.timed(partial(run, event), what, list(handlers))  # type: ignore[no-any-return]
+
+    def _run_here(self, event: Any) -> None:
+        """Bokeh's ``trigger_on_change`` once no change is held, with curdoc left as it is."""
+        invoker = event.callback_invoker
+        if invoker is not None:
+            invoker()
+        for callback in self.manager.change_callbacks():
+            callback(event)
 
     def notify_event(self, model: Any, event: Any, invoker: Callable[[], None]) -> None:
         handlers = getattr(model, "_event_callbacks", {}).get(event.event_name)
@@ -78,6 +95,15 @@ class _TimedHandlers:
             return self.run_document_event(event)  # type: ignore[no-any-return]
         what = f"document on_event handler of {event.event_name}"
         return self.timed(partial(self.run_document_event, event), what, list(handlers))  # type: ignore[no-any-return]
+
+
+def _curdoc_manager() -> Any:
+    """The callback manager of the document ``curdoc()`` is; None for an unlocked callback's
+    proxy, or when the document patched in has been collected (``curdoc()`` raises)."""
+    try:
+        return getattr(curdoc(), "callbacks", None)
+    except RuntimeError:
+        return None
 
 
 def untime_handlers(document: Document) -> None:
