@@ -8,6 +8,7 @@ the RSS growth per live document, measured first, in this fresh process.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import statistics
@@ -101,6 +102,43 @@ def _pulled(document: Document) -> Document:
     return document
 
 
+def _streamer(document: Document) -> Callable[[], None]:
+    """One run of ``document``'s periodic callback and the encoding of the change it makes."""
+    tick = next(iter(document.session_callbacks)).callback
+    events: list[Any] = []
+    document.on_change(events.append)
+
+    def streamed() -> None:
+        events.clear()
+        invoke_with_curdoc(document, tick)
+        for event in events:
+            protocol.encode(protocol.patch_doc([event], document))
+
+    return streamed
+
+
+def _rhythm_ms(stream: Application, sessions: int, ticks: int, period: float = 0.05) -> float:
+    """CPU per streamed point at the fan-out's rhythm: ``sessions`` documents stream a point
+    every ``period`` seconds, all in one pass of an asyncio loop that sleeps in between (the
+    cheapest way any server can schedule them). Between two passes other work runs and the
+    CPU's caches go cold, so each point costs more than in the back-to-back loop above."""
+    streamers = [_streamer(_pulled(stream.create_document())) for _ in range(sessions)]
+
+    async def run() -> float:
+        loop = asyncio.get_running_loop()
+        deadline, started = loop.time(), 0.0
+        for tick in range(ticks + 2):
+            if tick == 2:  # the first passes warm up
+                started = time.process_time()
+            deadline += period
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            for streamed in streamers:
+                streamed()
+        return (time.process_time() - started) * 1000 / (ticks * sessions)
+
+    return asyncio.run(run())
+
+
 def measure_floor(quick: bool = False) -> dict[str, float]:
     small, heavy, stream = _application("small"), _application("heavy"), _application("stream")
     result: dict[str, float] = {}
@@ -176,17 +214,9 @@ def measure_floor(quick: bool = False) -> dict[str, float]:
 
     # One streamed point: the periodic callback and the PATCH-DOC it produces.
     stream_doc = _pulled(stream.create_document())
-    tick = next(iter(stream_doc.session_callbacks)).callback
-    stream_events: list[Any] = []
-    stream_doc.on_change(stream_events.append)
-
-    def streamed() -> None:
-        stream_events.clear()
-        invoke_with_curdoc(stream_doc, tick)
-        for event in stream_events:
-            protocol.encode(protocol.patch_doc([event], stream_doc))
-
+    streamed = _streamer(stream_doc)
     result["stream_floor_ms"] = _cpu_ms(streamed, 100 if quick else 1000)
+    result["stream_rhythm_floor_ms"] = _rhythm_ms(stream, 20, 10 if quick else 60)
     return result
 
 

@@ -129,6 +129,11 @@ FLOOR_ROWS = [
     ("one gc.get_referrers (modules.destroy's leak check)", "get_referrers_ms", "ms"),
     ("floor per round-trip patch (apply + callback + encode)", "patch_floor_ms", "ms"),
     ("floor per streamed message (callback + encode)", "stream_floor_ms", "ms"),
+    (
+        "the same at the fan-out's rhythm (20 documents, a point each every 50 ms)",
+        "stream_rhythm_floor_ms",
+        "ms",
+    ),
     ("small app document in memory (traced)", "small_doc_kb", "KB"),
     ("heavy app document in memory (traced)", "heavy_doc_kb", "KB"),
 ]
@@ -223,7 +228,8 @@ def format_report(result: dict[str, Any]) -> str:
         ]
         for label, key, unit in FLOOR_ROWS:
             if key in floor:
-                lines.append(f"| {label} | {floor[key]:,.2f} {unit} |")
+                value = floor[key]
+                lines.append(f"| {label} | {value:,.{3 if value < 1 else 2}f} {unit} |")
     lines.append("")
     lines.append(f"elapsed: {result.get('elapsed_s', 0):.0f} s")
     return "\n".join(lines)
