@@ -52,7 +52,7 @@ class Serializer(serialization.Serializer):
             elif kind is int:
                 if not -_MAX_SAFE_INT < value <= _MAX_SAFE_INT:
                     return None
-            elif kind is not str and kind not in _PLAIN_TYPES:
+            elif kind not in _PLAIN_TYPES:
                 return None
         return values.copy()
 
