@@ -370,6 +370,33 @@ def _encoders(tmp_path: Path) -> None:
         del table[Marked]
 
 
+@internal("Serializer._encode_bytes", "_bokeh/serialization.py (Serializer._binary_array)")
+def _encode_bytes(tmp_path: Path) -> None:
+    parameters = list(inspect.signature(bokeh_serialization.Serializer._encode_bytes).parameters)
+    expect(parameters == ["self", "obj"], f"takes {parameters}")
+    array = np.arange(4.0)
+    for deferred in (True, False):
+        bokehs = bokeh_serialization.Serializer(deferred=deferred).encode(array)
+        expect(bokehs["type"] == "ndarray", f"an array no longer encodes as an ndarray: {bokehs}")
+        serializer = bokeh_serialization.Serializer(deferred=deferred)
+        rep = serializer._encode_bytes(array.data)
+        expect(rep["type"] == "bytes", f"no longer makes a bytes rep: {rep}")
+        if deferred:
+            expect(rep["data"] in serializer.buffers, "no longer adds the buffer it refers to")
+            expect(rep["data"].to_bytes() == array.tobytes(), "no longer holds the array's bytes")
+        else:
+            expect(rep["data"] == bokehs["array"]["data"], "no longer what an ndarray's array is")
+    # what _binary_array builds beside it, for an array Bokeh sends as a buffer
+    serializer = bokeh_serialization.Serializer()
+    rep = serializer.encode(array)
+    expected = {"type", "array", "shape", "dtype", "order"}
+    expect(set(rep) == expected, f"an ndarray's rep now has the fields {sorted(rep)}")
+    expect(
+        rep["shape"] == [4] and rep["dtype"] == "float64", f"describes an array otherwise: {rep}"
+    )
+    expect(rep["order"] == sys.byteorder, f"gives its byte order otherwise: {rep}")
+
+
 # handlers.py
 
 

@@ -19,7 +19,8 @@ bokeh 3.9 and 3.10). A new Bokeh release that moves one of them is this package'
 ``serialization``
     ``Serializer._encode`` (the per-object hook behind ``encode``), ``Serializer._references``
     and ``Serializer._buffers`` (read in place, not copied), ``Serializer._encoders`` (whether
-    a list of plain values may be copied as it is).
+    a list of plain values may be copied as it is, an array encoded directly), and
+    ``Serializer._encode_bytes`` (an array's buffer).
 ``handlers``
     ``DirectoryHandler._template``, ``DirectoryHandler._lifecycle_handler`` and
     ``LifecycleHandler._on_*`` / ``_do_nothing`` (the app's own hooks, which Bokeh's wrappers

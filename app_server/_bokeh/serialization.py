@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+import numpy as np
 from bokeh.core import serialization
 from bokeh.core.serialization import Buffer, Ref
 from bokeh.model import Model
+from bokeh.util.serialization import BINARY_ARRAY_TYPES
 
 __all__ = ["Serializer"]
 
@@ -14,6 +17,8 @@ __all__ = ["Serializer"]
 # (Number.MAX_SAFE_INTEGER), a finite float; the exact types, not subclasses such as numpy's
 _MAX_SAFE_INT = 2**53 - 1
 _PLAIN_TYPES = frozenset({type(None), bool, str, int, float})
+# the dtypes Bokeh sends as binary buffers, and their names (numpy computes a name in Python)
+_BINARY_NAMES = {dtype: dtype.name for dtype in BINARY_ARRAY_TYPES}
 
 
 class Serializer(serialization.Serializer):
@@ -32,7 +37,34 @@ class Serializer(serialization.Serializer):
             plain = self._plain_list(obj)
             if plain is not None:
                 return plain
+        elif type(obj) is np.ndarray:
+            binary = self._binary_array(obj)
+            if binary is not None:
+                return binary
         return super()._encode(obj)
+
+    def _binary_array(self, array: np.ndarray[Any, Any]) -> dict[str, Any] | None:
+        """What Bokeh makes of a contiguous array of a dtype it sends as a binary buffer (a
+        column of floats or ints), at half its cost; else None. Bokeh's way goes through its
+        whole chain of type tests, its array transforms (which leave such an array as it is)
+        and numpy's dtype name, which numpy computes in Python.
+
+        Why not public: the buffer (or its base64, when not deferred) is what Bokeh's
+        ``Serializer._encode_bytes`` makes, and an encoder registered for arrays
+        (``Serializer._encoders``) would replace all of this.
+        """
+        name = _BINARY_NAMES.get(array.dtype)
+        if name is None or not array.ndim or not array.flags.c_contiguous:
+            return None
+        if np.ndarray in self._encoders:
+            return None
+        return {
+            "type": "ndarray",
+            "array": self._encode_bytes(array.data),
+            "shape": list(array.shape),
+            "dtype": name,
+            "order": sys.byteorder,
+        }
 
     def _plain_list(self, values: list[Any]) -> list[Any] | None:
         """A copy of ``values`` when Bokeh would encode every item as itself (a list a

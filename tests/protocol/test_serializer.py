@@ -28,6 +28,7 @@ from bokeh.themes import Theme
 from bokeh.util.warnings import BokehUserWarning
 
 from app_server import protocol
+from app_server.protocol.message import dumps
 from app_server.protocol.serializer import Serializer as AppServerSerializer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -220,3 +221,48 @@ def test_an_encoder_registered_for_a_plain_type_is_used_as_by_bokeh() -> None:
     finally:
         del bokeh_serialization.Serializer._encoders[float]  # Bokeh has no unregister
     assert mine[0]["data"]["entries"][0][1] == [0, 3]
+
+
+def _encoded(serializer: bokeh_serialization.Serializer, value: Any) -> tuple[Any, list[bytes]]:
+    """The JSON the value encodes to (ids renumbered) and the bytes of its buffers."""
+    rep = json.loads(dumps(serializer.encode(value)))
+    return _renumbered(rep, {}), [buffer.to_bytes() for buffer in serializer.buffers]
+
+
+_ARRAYS = {
+    **{
+        name: np.arange(12, dtype=name) % 3
+        for name in ("float64", "float32", "int32", "int16", "int8", "uint8", "uint16", "uint32")
+    },
+    "bool": np.arange(5) % 2 == 0,
+    "float64 2-d": np.linspace(0, 1, 12).reshape(3, 4),
+    "empty": np.zeros(0),
+    # Bokeh's own path: transformed, copied, or not sent as a buffer
+    "fortran order": np.asfortranarray(np.linspace(0, 1, 12).reshape(3, 4)),
+    "strided": np.arange(20.0)[::3],
+    "int64 (cast to int32)": np.arange(5, dtype="int64"),
+    "int64 out of int32's range": np.array([2**40, 1]),
+    "big-endian": np.arange(4, dtype=">f8"),
+    "0-d": np.array(2.5),
+    "masked": np.ma.masked_array([1.0, 2.0, 3.0], mask=[False, True, False]),
+    "datetime64": np.array(["2026-12-05", "2026-12-06"], dtype="datetime64[D]"),
+    "strings": np.array(["a", "bc"]),
+    "objects": np.array([1, "a", None], dtype=object),
+}
+
+
+@pytest.mark.parametrize("deferred", [True, False], ids=["buffers", "base64"])
+@pytest.mark.parametrize("name", list(_ARRAYS))
+def test_an_array_serializes_as_bokehs(name: str, deferred: bool) -> None:
+    value = {"column": _ARRAYS[name]}
+    theirs = _encoded(bokeh_serialization.Serializer(deferred=deferred), value)
+    assert _encoded(AppServerSerializer(deferred=deferred), value) == theirs
+
+
+def test_an_encoder_registered_for_arrays_is_used_as_by_bokeh() -> None:
+    bokeh_serialization.Serializer.register(np.ndarray, lambda array, serializer: "an array")
+    try:
+        mine = AppServerSerializer().encode({"column": np.arange(3.0)})
+    finally:
+        del bokeh_serialization.Serializer._encoders[np.ndarray]
+    assert mine["entries"][0][1] == "an array"
