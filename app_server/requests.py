@@ -115,7 +115,8 @@ class SessionRequest:
     def _fields(self) -> _Fields:
         """``arguments``, ``cookies`` and ``headers``, decoded from the token once for the
         three, when the app first reads one of them."""
-        if self._decoded is None:
+        decoded = self._decoded
+        if decoded is None:
             recorded = token_payload(self._token) if self._token else {}
             given = self._given or {}
 
@@ -128,8 +129,7 @@ class SessionRequest:
             if "Cookie" not in headers and cookies:
                 headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
             decoded = self._decoded = (field("arguments"), cookies, headers)
-            return decoded
-        return self._decoded
+        return decoded
 
     @property
     def path(self) -> str:

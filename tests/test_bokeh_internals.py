@@ -565,18 +565,34 @@ def _trigger_on_change(tmp_path: Path) -> None:
         actual == expected,
         f"now also does {sorted(actual - expected)}, or no longer {sorted(expected - actual)}",
     )
-    # and app_server's copy runs the same things in the same order, curdoc unchanged
+    # and app_server's copy runs the same things in the same order, curdoc unchanged, without
+    # Bokeh's invoke_with_curdoc (counted where trigger_on_change looks it up)
+    import bokeh.document.callbacks as bokeh_callbacks
+
     document, slider = Document(), Slider(start=0, end=10, value=0)
     document.add_root(slider)
     seen: list[Any] = []
     slider.on_change("value", lambda attr, old, new: seen.append(("handler", new, curdoc())))
     document.on_change(lambda event: seen.append(("document", event.new, curdoc())))
-    time_handlers(document, lambda call, what, handlers: call())
-    with patch_curdoc(document):
-        slider.value = 5
-    untime_handlers(document)
-    with patch_curdoc(document):
-        slider.value = 6
+    patched: list[Any] = []
+    original = bokeh_callbacks.invoke_with_curdoc
+
+    def counting(doc: Any, f: Any) -> Any:
+        patched.append(doc)
+        return original(doc, f)
+
+    bokeh_callbacks.invoke_with_curdoc = counting
+    try:
+        time_handlers(document, lambda call, what, handlers: call())
+        with patch_curdoc(document):
+            slider.value = 5
+        expect(patched == [], "app_server's copy still goes through invoke_with_curdoc")
+        untime_handlers(document)
+        with patch_curdoc(document):
+            slider.value = 6
+        expect(patched == [document] * 2, f"Bokeh's sets curdoc otherwise: {patched}")
+    finally:
+        bokeh_callbacks.invoke_with_curdoc = original
     expect(
         seen
         == [

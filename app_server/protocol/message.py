@@ -135,7 +135,7 @@ else:
 
 def dumps(obj: Any) -> str:
     """Compact JSON, buffers written as ``{"id": ...}`` references, as BokehJS reads them."""
-    if _encode_chunks is None or type(obj) is str:
+    if _encode_chunks is None:
         return _encoder.encode(obj)
     return "".join(_encode_chunks(obj, 0))
 
