@@ -196,13 +196,14 @@ async def round_trip(
                     break
             latencies.append(time.perf_counter() - start)
 
-    cpu0 = server.cpu_seconds()
+    cpu0, wakeups0 = server.cpu_seconds(), server.wakeups()
     client = _ClientCpu()
     await asyncio.gather(*(mover(i) for i in range(k)))
     wall = time.perf_counter() - client.wall
     busy = client.busy()
     await asyncio.sleep(0.1)  # the OK replies that trail the last patches
     cpu = server.cpu_seconds() - cpu0
+    wakeups = server.wakeups() - wakeups0
     await close_all(sessions, server)
     total = k * moves
     return {
@@ -210,6 +211,7 @@ async def round_trip(
         "latency_p99_ms": percentile(latencies, 99) * 1000,
         "patches_per_s": total / wall,
         "cpu_per_patch_ms": cpu / total * 1000,
+        "wakeups_per_patch": wakeups / total,
         "client_busy": busy,
     }
 
@@ -248,6 +250,7 @@ class FanoutLevel:
     delivered_ratio: float
     p99_interarrival_ms: float
     cpu_per_message_ms: float
+    wakeups_per_message: float
     client_busy: float
     holds: bool = field(default=False)
 
@@ -258,7 +261,7 @@ async def _measure_level(
     for reader in readers:
         reader.arrivals = []
         reader.recording = True
-    cpu0 = server.cpu_seconds()
+    cpu0, wakeups0 = server.cpu_seconds(), server.wakeups()
     client = _ClientCpu()
     await asyncio.sleep(duration)
     for reader in readers:
@@ -266,6 +269,7 @@ async def _measure_level(
     wall = time.perf_counter() - client.wall
     busy = client.busy()
     cpu = server.cpu_seconds() - cpu0
+    wakeups = server.wakeups() - wakeups0
     delivered = sum(len(r.arrivals) for r in readers)
     gaps = [b - a for r in readers for a, b in zip(r.arrivals, r.arrivals[1:], strict=False)]
     ratio = delivered / (len(readers) * STREAM_HZ * wall)
@@ -274,6 +278,7 @@ async def _measure_level(
         delivered_ratio=ratio,
         p99_interarrival_ms=percentile(gaps, 99) * 1000,
         cpu_per_message_ms=cpu / max(delivered, 1) * 1000,
+        wakeups_per_message=wakeups / max(delivered, 1),
         client_busy=busy,
     )
     level.holds = ratio >= 0.95
@@ -317,6 +322,7 @@ async def fan_out(
             "delivered_pct": base.delivered_ratio * 100,
             "p99_interarrival_ms": base.p99_interarrival_ms,
             "cpu_per_message_ms": base.cpu_per_message_ms,
+            "wakeups_per_message": base.wakeups_per_message,
             "client_busy": base.client_busy,
         }
         levels: list[FanoutLevel] = []

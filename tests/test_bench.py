@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ import pytest
 from bench import breakdown
 from bench.report import format_report
 from bench.run import Plan, machine_info, medians, run_bench, run_traced
-from bench.servers import SERVERS
+from bench.servers import SERVERS, process_wakeups
 
 
 def test_quick_bench_against_app_server() -> None:
@@ -43,6 +46,8 @@ def test_quick_bench_against_app_server() -> None:
         assert math.isfinite(figures[name]) and figures[name] > 0, (name, figures)
     # the server's CPU clock counts nanoseconds: even a few patches cost something
     assert figures["roundtrip.cpu_per_patch_ms"] > 0
+    # three clients moving one at a time leave the server waiting for them between moves
+    assert figures["roundtrip.wakeups_per_patch"] > 0
     assert figures["creation.latency_p99_ms"] >= figures["creation.latency_p50_ms"]
     assert figures["roundtrip.latency_p99_ms"] >= figures["roundtrip.latency_p50_ms"]
 
@@ -51,6 +56,32 @@ def test_quick_bench_against_app_server() -> None:
     value = float(re.split(r"\s*\|\s*", row)[2].replace(",", ""))
     assert value > 0
     assert "| server CPU per patch (ms) |" in table
+
+
+def test_wakeups_count_every_thread_that_slept() -> None:
+    """A sleep is a wake-up, in the main thread or another one of the process."""
+    pid = os.getpid()
+    before = process_wakeups(pid)
+    time.sleep(0.01)
+    after_main = process_wakeups(pid)
+    assert after_main >= before + 1
+
+    slept, done = threading.Event(), threading.Event()
+
+    def sleeper() -> None:
+        for _ in range(3):
+            time.sleep(0.005)
+        slept.set()
+        done.wait()
+
+    thread = threading.Thread(target=sleeper)
+    thread.start()
+    slept.wait()
+    try:  # counted while the thread lives: /proc keeps no count for a thread that ended
+        assert process_wakeups(pid) >= after_main + 3
+    finally:
+        done.set()
+        thread.join()
 
 
 def test_memory_breakdown_of_app_server(tmp_path: Path) -> None:
