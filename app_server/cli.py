@@ -36,7 +36,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 from uvicorn.config import STARTUP_FAILURE
-from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import ChangeReload
 
@@ -640,10 +639,6 @@ def _dev_worker(sockets: list[socket.socket] | None = None) -> None:
 TICKS_PER_SECOND = 10  # uvicorn's main loop counts its 0.1 s ticks; on_tick reads the count
 
 
-# uvicorn's HTTP connections (and app_server.transport's, their subclass); not its websockets
-_HTTP_PROTOCOLS = (H11Protocol, HttpToolsProtocol)
-
-
 class _GracefulServer(uvicorn.Server):
     """uvicorn's server, stopping as a rolling restart needs. Told to stop (SIGTERM, SIGINT):
 
@@ -711,7 +706,7 @@ class _GracefulServer(uvicorn.Server):
         for listener in self.servers:
             listener.close()
         for connection in list(self.server_state.connections):
-            if isinstance(connection, _HTTP_PROTOCOLS):
+            if isinstance(connection, HttpToolsProtocol):  # app_server.transport's; not websockets
                 connection.shutdown()  # idle: closed now; busy: closed after its response
         await server.settle()
         clean = await server.drain()

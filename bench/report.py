@@ -17,6 +17,7 @@ ROWS: list[tuple[str, str, str, int, str]] = [
     ("session creation", "latency p50 (ms)", "creation.latency_p50_ms", 0, ""),
     ("session creation", "latency p99 (ms)", "creation.latency_p99_ms", 0, ""),
     ("session creation", "server CPU per session (ms)", "creation.cpu_per_session_ms", 1, "<= 0.5"),
+    ("idle sessions", "RSS after start, before any session (MB)", "memory.start_rss_mb", 1, ""),
     ("idle sessions", "small app: RSS per session (KB)", "memory.small_rss_per_session_kb", 0, ""),
     (
         "idle sessions",

@@ -459,7 +459,8 @@ async def memory_waves(
     concurrency: int = 1,
     deflate: bool = True,
 ) -> dict[str, Any]:
-    """Idle sessions, then release and reuse, ``waves`` times over (on a fresh server).
+    """Idle sessions, then release and reuse, ``waves`` times over (on a fresh server, whose
+    RSS before its first session is ``start_rss_mb``).
 
     Each wave opens ``k_small`` small sessions, then ``k_heavy`` heavy ones (all kept open),
     then closes them all and waits for them to be discarded. The first wave is read in
@@ -489,6 +490,7 @@ async def memory_waves(
         into.extend(s for s, _ in opened)
         return at_half, await quiet_rss(0.0)
 
+    start_rss = server.rss_bytes()  # a fresh server: its imports and apps, no session yet
     # one session of each app first, as the CPU rounds' warm-up does: the heavy app's first
     # session imports numpy.random (~3.5 MB of extension modules), which is no session's memory
     warm: list[BenchSession] = []
@@ -527,6 +529,7 @@ async def memory_waves(
     early = afters[1:5] if len(afters) > 2 else afters
     small_second, heavy_second = k_small - k_small // 2, k_heavy - k_heavy // 2
     return {
+        "start_rss_mb": start_rss / 2**20,
         "small_rss_per_session_kb": (first[2] - first[1]) / small_second / 1024,
         "heavy_rss_per_session_kb": (first[4] - first[3]) / heavy_second / 1024,
         "growth_per_session_per_wave_kb": _slope(range(len(late)), late) / per_session,
