@@ -60,7 +60,9 @@ class Serializer(serialization.Serializer):
             return None
         return {
             "type": "ndarray",
-            "array": self._encode_bytes(array.data),
+            # through a view: numpy keeps a buffer's description (about 80 bytes) on an array
+            # from its first export to its end, the document's end here; a view's goes with it
+            "array": self._encode_bytes(array.view().data),
             "shape": list(array.shape),
             "dtype": name,
             "order": sys.byteorder,
