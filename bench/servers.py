@@ -94,11 +94,10 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def process_wakeups(pid: int) -> int:
-    """How often the process's threads have gone to sleep and been woken (voluntary context
-    switches of the threads alive now: /proc keeps no count for a thread that ended, which a
-    server's pool threads do not). On a VM a wake-up costs the woken process 30-400 µs of CPU (its
-    caches cold, the scheduler's and the hypervisor's work), more than a message's own work:
-    how often a server sleeps explains much of its CPU per message."""
+    """How often the process's threads have gone to sleep and been woken: the voluntary context
+    switches of the threads alive now (/proc keeps no count for a thread that ended; a server's
+    pool threads live on). On a VM a wake-up costs more CPU than a message's own work
+    (BENCHMARKS.md), so this explains much of a server's CPU per message."""
     total = 0
     for task in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
