@@ -93,6 +93,15 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def _status_field(path: str, name: str) -> int:
+    """The number a ``/proc`` status file gives for ``name`` (its first word after the colon)."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {name} in {path}")
+
+
 def process_wakeups(pid: int) -> int:
     """How often the process's threads have gone to sleep and been woken: the voluntary context
     switches of the threads alive now (/proc keeps no count for a thread that ended; a server's
@@ -101,21 +110,13 @@ def process_wakeups(pid: int) -> int:
     total = 0
     for task in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
-            with open(f"/proc/{pid}/task/{task}/status") as f:
-                for line in f:
-                    if line.startswith("voluntary_ctxt_switches:"):
-                        total += int(line.split()[1])
-                        break
+            total += _status_field(f"/proc/{pid}/task/{task}/status", "voluntary_ctxt_switches")
     return total
 
 
 def rss_mb(pid: int) -> float:
     """VmRSS of a process in MiB, from /proc/<pid>/status."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    return _status_field(f"/proc/{pid}/status", "VmRSS") / 1024
 
 
 @dataclass
